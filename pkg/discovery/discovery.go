@@ -1,0 +1,324 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+
+	"k8s.io/dynamic-resource-allocation/deviceattribute"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/host"
+)
+
+// Host is what discovery reads; *host.Host implements it.
+type Host interface {
+	ReadSysString(rel string) (string, error)
+	ReadSysInt(rel string) (int, error)
+	ReadSysLink(rel string) (string, error)
+	ResolveSysLink(rel string) (string, error)
+	ListSys(rel string) ([]string, error)
+	SysExists(rel string) bool
+	DefaultRouteInterfaces() (map[string]bool, error)
+	Devlink(pciAddress string) (host.DevlinkState, error)
+	SysFS() fs.ReadLinkFS
+}
+
+const (
+	pciDevicesDir = "bus/pci/devices"
+	auxDevicesDir = "bus/auxiliary/devices"
+	vdpaDevicesDir = "bus/vdpa/devices"
+
+	classNetwork     = 0x02
+	classAccelerator = 0x12
+)
+
+// pciFunc is what discovery learns about one PCI function before deciding
+// whether it is a device.
+type pciFunc struct {
+	addr    string
+	dir     string // sysfs-relative real path (devices/pci.../<addr>)
+	class   int
+	vendor  string
+	device  string
+	driver  string
+	sriovPF bool // has sriov_totalvfs
+	numVFs  int
+	hasVF   bool // at least one valid virtfn link
+	physfn  string
+	// physfnErr is set when the function has a physfn link that cannot be followed.
+	physfnErr error
+	netdevs  []string
+	pfIndex  map[string]int // VF address -> index, for PFs
+	devlink  *host.DevlinkState
+}
+
+// scan holds one discovery run's working state.
+type scan struct {
+	ctx      context.Context
+	logger   klog.Logger
+	h        Host
+	funcs    map[string]*pciFunc
+	vfIndex  map[string]int
+	vdpa     map[string]vdpaInfo // parent name -> vdpa device
+	routes   map[string]bool
+	attrOpts []deviceattribute.MachineModifier
+	problems []Problem
+}
+
+// Discover reads the host once and returns its inventory. Devices or
+// attributes that cannot be read are skipped, logged and listed in the
+// inventory's Problems; only an unreadable PCI device list fails the call.
+func Discover(ctx context.Context, h Host) (*Inventory, error) {
+	s := &scan{
+		ctx:      ctx,
+		logger:   klog.FromContext(ctx),
+		h:        h,
+		funcs:    map[string]*pciFunc{},
+		vfIndex:  map[string]int{},
+		attrOpts: []deviceattribute.MachineModifier{deviceattribute.WithFS(h.SysFS())},
+	}
+	routes, err := h.DefaultRouteInterfaces()
+	if err != nil {
+		s.logger.Error(err, "Reading default routes failed; no interface is excluded for carrying one")
+	}
+	s.routes = routes
+
+	addrs, err := h.ListSys(pciDevicesDir)
+	if err != nil {
+		return nil, fmt.Errorf("list PCI devices: %w", err)
+	}
+	for _, addr := range addrs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if f := s.readFunc(addr); f != nil {
+			s.funcs[addr] = f
+		}
+	}
+	s.indexVFs()
+	s.vdpa = s.readVDPA()
+
+	devs := make([]Device, 0, len(s.funcs))
+	for _, addr := range addrs {
+		f, ok := s.funcs[addr]
+		if !ok {
+			continue
+		}
+		if d, ok := s.pciDevice(f); ok {
+			devs = append(devs, d)
+		}
+	}
+	devs = append(devs, s.auxDevices()...)
+	return newInventory(devs, s.problems), nil
+}
+
+func (s *scan) skipDevice(dev string, err error) {
+	s.problems = append(s.problems, Problem{Device: dev, Err: err})
+	s.logger.Info("Skipping device", "device", dev, "err", err)
+}
+
+func (s *scan) skipAttr(dev, attr string, err error) {
+	s.problems = append(s.problems, Problem{Device: dev, Attribute: attr, Err: err})
+	s.logger.V(1).Info("Skipping device attribute", "device", dev, "attribute", attr, "err", err)
+}
+
+// readFunc reads the identity of one PCI function, or returns nil when it is
+// not a network or accelerator function or cannot be identified.
+func (s *scan) readFunc(addr string) *pciFunc {
+	link := path.Join(pciDevicesDir, addr)
+	class, err := s.h.ReadSysString(path.Join(link, "class"))
+	if err != nil {
+		s.skipDevice(addr, fmt.Errorf("read class: %w", err))
+		return nil
+	}
+	c, err := strconv.ParseUint(strings.TrimPrefix(class, "0x"), 16, 32)
+	if err != nil {
+		s.skipDevice(addr, fmt.Errorf("class %q is not hexadecimal", class))
+		return nil
+	}
+	base := int(c >> 16)
+	if base != classNetwork && base != classAccelerator {
+		return nil
+	}
+	f := &pciFunc{addr: addr, class: base}
+	if f.dir, err = s.h.ResolveSysLink(link); err != nil {
+		s.skipDevice(addr, err)
+		return nil
+	}
+	if f.vendor, err = s.readHexID(f.dir, "vendor"); err != nil {
+		s.skipDevice(addr, err)
+		return nil
+	}
+	if f.device, err = s.readHexID(f.dir, "device"); err != nil {
+		s.skipDevice(addr, err)
+		return nil
+	}
+	if drv, err := s.h.ReadSysLink(path.Join(f.dir, "driver")); err == nil {
+		f.driver = path.Base(drv)
+	}
+	if s.h.SysExists(path.Join(f.dir, "sriov_totalvfs")) {
+		f.sriovPF = true
+		if n, err := s.h.ReadSysInt(path.Join(f.dir, "sriov_numvfs")); err == nil {
+			f.numVFs = n
+		} else {
+			s.skipAttr(addr, "sriov_numvfs", err)
+		}
+	}
+	if s.h.SysExists(path.Join(f.dir, "physfn")) {
+		pf, err := s.h.ResolveSysLink(path.Join(f.dir, "physfn"))
+		if err != nil {
+			f.physfnErr = err
+		} else {
+			f.physfn = path.Base(pf)
+		}
+	}
+	f.netdevs, _ = s.h.ListSys(path.Join(f.dir, "net"))
+	return f
+}
+
+// readHexID reads a vendor or device ID file ("0x8086") as "8086".
+func (s *scan) readHexID(dir, file string) (string, error) {
+	v, err := s.h.ReadSysString(path.Join(dir, file))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", file, err)
+	}
+	id := strings.ToLower(strings.TrimPrefix(v, "0x"))
+	if _, err := strconv.ParseUint(id, 16, 16); err != nil || len(id) != 4 {
+		return "", fmt.Errorf("%s %q is not a 16-bit hexadecimal ID", file, v)
+	}
+	return id, nil
+}
+
+// indexVFs follows every PF's virtfn links once, keeping only links whose
+// target points back through physfn, so a corrupt or looping tree cannot
+// make a function the VF of the wrong PF (or of itself).
+func (s *scan) indexVFs() {
+	for _, f := range s.funcs {
+		if f.physfn != "" && (f.numVFs > 0 || s.hasVirtfn(f)) {
+			s.skipDevice(f.addr, errors.New("function has both a physfn link and VFs of its own (virtfn loop)"))
+			delete(s.funcs, f.addr)
+		}
+	}
+	for _, f := range s.funcs {
+		if !f.sriovPF && f.numVFs == 0 {
+			continue
+		}
+		entries, err := s.h.ListSys(f.dir)
+		if err != nil {
+			s.skipAttr(f.addr, "virtfn", err)
+			continue
+		}
+		for _, e := range entries {
+			idx, ok := strings.CutPrefix(e, "virtfn")
+			if !ok {
+				continue
+			}
+			n, err := strconv.Atoi(idx)
+			if err != nil {
+				continue
+			}
+			// Any virtfn link makes the PF a VF parent, as in the classic
+			// plugin, even if the VF itself turns out unusable.
+			f.hasVF = true
+			target, err := s.h.ResolveSysLink(path.Join(f.dir, e))
+			if err != nil {
+				s.skipAttr(f.addr, e, err)
+				continue
+			}
+			vf := s.funcs[path.Base(target)]
+			if vf == nil {
+				continue // not a network/accelerator function, or skipped already
+			}
+			if vf.physfn != f.addr {
+				s.skipAttr(f.addr, e, fmt.Errorf("virtfn target %s does not point back (physfn %q)", vf.addr, vf.physfn))
+				continue
+			}
+			s.vfIndex[vf.addr] = n
+		}
+	}
+}
+
+func (s *scan) hasVirtfn(f *pciFunc) bool {
+	return s.h.SysExists(path.Join(f.dir, "virtfn0"))
+}
+
+// pciDevice turns a PCI function into a device, or says why it is none.
+func (s *scan) pciDevice(f *pciFunc) (Device, bool) {
+	isVF := f.physfn != "" || f.physfnErr != nil
+	if !isVF && (f.hasVF || f.numVFs > 0) {
+		return Device{}, false // a PF with VFs is a parent, not a device
+	}
+	for _, nd := range f.netdevs {
+		if s.routes[nd] {
+			s.logger.V(1).Info("Excluding device that carries the default route", "device", f.addr, "netdev", nd)
+			return Device{}, false
+		}
+	}
+	d := Device{
+		Name:       PCIDeviceName(f.addr),
+		PCIAddress: f.addr,
+		Vendor:     f.vendor,
+		DeviceID:   f.device,
+		Driver:     f.driver,
+		VFIndex:    -1,
+		SFNum:      -1,
+		DeviceType: DeviceTypeNet,
+	}
+	if f.class == classAccelerator {
+		d.DeviceType = DeviceTypeAccelerator
+	}
+	var pf *pciFunc
+	if isVF {
+		d.FunctionType = FunctionVF
+		if f.physfnErr != nil {
+			s.skipAttr(f.addr, AttrRootDevice, f.physfnErr)
+		} else if pf = s.funcs[f.physfn]; pf == nil {
+			s.skipAttr(f.addr, AttrRootDevice, fmt.Errorf("physfn %s is not a known PCI function", f.physfn))
+		} else if idx, ok := s.vfIndex[f.addr]; ok {
+			d.VFIndex = idx
+		} else {
+			s.skipAttr(f.addr, AttrVFIndex, fmt.Errorf("PF %s has no virtfn link to it", f.physfn))
+		}
+	} else {
+		d.FunctionType = FunctionPF
+		pf = f
+	}
+	if pf != nil {
+		d.RootDevice = pf.addr
+		d.PFName = first(pf.netdevs)
+		st := s.devlinkOf(pf)
+		d.EswitchMode = st.EswitchMode
+		d.DDPProfile = st.DDPProfile
+	}
+	s.fillNetdev(&d, f.dir, first(f.netdevs), pf)
+	s.fillCommonPCI(&d, f)
+	if v, ok := s.vdpa[f.addr]; ok {
+		d.VDPAType, d.VDPADevice = v.kind, v.vhostDev
+	}
+	return d, true
+}
+
+func first(xs []string) string {
+	if len(xs) == 0 {
+		return ""
+	}
+	return xs[0]
+}
+
+// devlinkOf asks devlink about a PF once per run.
+func (s *scan) devlinkOf(pf *pciFunc) host.DevlinkState {
+	if pf.devlink != nil {
+		return *pf.devlink
+	}
+	st, err := s.h.Devlink(pf.addr)
+	if err != nil && !errors.Is(err, host.ErrNoDevlink) {
+		s.skipAttr(pf.addr, AttrEswitchMode, err)
+	}
+	pf.devlink = &st
+	return st
+}

@@ -1,0 +1,203 @@
+// Package host is the only code in sriov-dra that touches the operating
+// system: sysfs, /dev, /proc and netlink. Every path it reads is relative to
+// a configurable root so that the same code runs against a real host, a
+// captured sysfs tree or a simulated one.
+package host
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Default roots of a real host.
+const (
+	DefaultSysfsRoot = "/sys"
+	DefaultDevRoot   = "/dev"
+	DefaultProcRoot  = "/proc"
+)
+
+// Options selects the roots a Host reads from.
+type Options struct {
+	SysfsRoot string
+	DevRoot   string
+	ProcRoot  string
+	// DevlinkDir, when set, makes devlink queries read the files the
+	// simulator writes there instead of asking the kernel over netlink.
+	DevlinkDir string
+	// NoNetlink disables kernel devlink queries (used for captured trees,
+	// whose devlink state is not the running kernel's).
+	NoNetlink bool
+}
+
+// Host reads one host's device state.
+type Host struct {
+	sysfsRoot string
+	devRoot   string
+	procRoot  string
+	devlink   devlinkReader
+}
+
+// New returns a Host over the given roots; empty roots take the real host's.
+// Devlink is asked over netlink only when sysfs is the real /sys, since a
+// simulated or captured tree does not describe the running kernel.
+func New(o Options) *Host {
+	h := &Host{
+		sysfsRoot: orDefault(o.SysfsRoot, DefaultSysfsRoot),
+		devRoot:   orDefault(o.DevRoot, DefaultDevRoot),
+		procRoot:  orDefault(o.ProcRoot, DefaultProcRoot),
+	}
+	switch {
+	case o.DevlinkDir != "":
+		h.devlink = fileDevlink{dir: o.DevlinkDir}
+	case !o.NoNetlink && filepath.Clean(h.sysfsRoot) == DefaultSysfsRoot:
+		h.devlink = netlinkDevlink{}
+	default:
+		h.devlink = noDevlink{}
+	}
+	return h
+}
+
+// ForRoot returns a Host over a directory laid out as the simulator writes
+// it: DIR/sys, DIR/dev, DIR/proc and DIR/devlink.
+func ForRoot(dir string) *Host {
+	return New(Options{
+		SysfsRoot:  filepath.Join(dir, "sys"),
+		DevRoot:    filepath.Join(dir, "dev"),
+		ProcRoot:   filepath.Join(dir, "proc"),
+		DevlinkDir: filepath.Join(dir, "devlink"),
+	})
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// SysfsRoot is the directory that stands for /sys.
+func (h *Host) SysfsRoot() string { return h.sysfsRoot }
+
+// DevRoot is the directory that stands for /dev.
+func (h *Host) DevRoot() string { return h.devRoot }
+
+// ProcRoot is the directory that stands for /proc.
+func (h *Host) ProcRoot() string { return h.procRoot }
+
+// SysPath turns a sysfs-relative path ("bus/pci/devices") into a real one.
+func (h *Host) SysPath(rel string) string { return filepath.Join(h.sysfsRoot, rel) }
+
+// DevPath turns a /dev-relative path ("vfio/12") into a real one.
+func (h *Host) DevPath(rel string) string { return filepath.Join(h.devRoot, rel) }
+
+// ReadSysString reads a sysfs attribute and trims the trailing newline.
+func (h *Host) ReadSysString(rel string) (string, error) {
+	b, err := os.ReadFile(h.SysPath(rel))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// ReadSysInt reads a decimal integer sysfs attribute.
+func (h *Host) ReadSysInt(rel string) (int, error) {
+	s, err := h.ReadSysString(rel)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %q is not an integer", h.SysPath(rel), s)
+	}
+	return n, nil
+}
+
+// ReadSysLink returns the raw target of a sysfs symlink.
+func (h *Host) ReadSysLink(rel string) (string, error) {
+	return os.Readlink(h.SysPath(rel))
+}
+
+// ResolveSysLink returns the sysfs-relative path a symlink points to,
+// and fails when the target does not exist (a dangling link).
+func (h *Host) ResolveSysLink(rel string) (string, error) {
+	target, err := h.ReadSysLink(rel)
+	if err != nil {
+		return "", err
+	}
+	if filepath.IsAbs(target) {
+		return "", fmt.Errorf("link %s: absolute target %q", h.SysPath(rel), target)
+	}
+	resolved := filepath.Clean(filepath.Join(filepath.Dir(rel), target))
+	if strings.HasPrefix(resolved, "..") {
+		return "", fmt.Errorf("link %s: target %q leaves sysfs", h.SysPath(rel), target)
+	}
+	if _, err := os.Lstat(h.SysPath(resolved)); err != nil {
+		return "", fmt.Errorf("link %s: dangling target %q: %w", h.SysPath(rel), target, err)
+	}
+	return resolved, nil
+}
+
+// ListSys lists a sysfs directory's entry names, sorted. A missing
+// directory is not an error: it yields no entries.
+func (h *Host) ListSys(rel string) ([]string, error) {
+	entries, err := os.ReadDir(h.SysPath(rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// SysExists reports whether a sysfs path exists (without following a final link).
+func (h *Host) SysExists(rel string) bool {
+	_, err := os.Lstat(h.SysPath(rel))
+	return err == nil
+}
+
+// DevExists reports whether a /dev path exists.
+func (h *Host) DevExists(rel string) bool {
+	_, err := os.Stat(h.DevPath(rel))
+	return err == nil
+}
+
+// SysFS exposes sysfs as an fs.FS for libraries that take one
+// (k8s.io/dynamic-resource-allocation/deviceattribute).
+func (h *Host) SysFS() fs.ReadLinkFS {
+	return os.DirFS(h.sysfsRoot).(fs.ReadLinkFS)
+}
+
+// WithSiblingRoots fills empty dev, proc and devlink roots from directories
+// beside a non-default sysfs root (DIR/dev, DIR/proc, DIR/devlink for
+// --sysfs-root DIR/sys), which is how the simulator lays out a host. On the
+// real /sys it changes nothing.
+func (o Options) WithSiblingRoots() Options {
+	if o.SysfsRoot == "" || filepath.Clean(o.SysfsRoot) == DefaultSysfsRoot {
+		return o
+	}
+	parent := filepath.Dir(filepath.Clean(o.SysfsRoot))
+	sibling := func(dst *string, name string) {
+		if *dst != "" {
+			return
+		}
+		if st, err := os.Stat(filepath.Join(parent, name)); err == nil && st.IsDir() {
+			*dst = filepath.Join(parent, name)
+		}
+	}
+	sibling(&o.DevRoot, "dev")
+	sibling(&o.ProcRoot, "proc")
+	sibling(&o.DevlinkDir, "devlink")
+	return o
+}
