@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"k8s.io/dynamic-resource-allocation/deviceattribute"
 	"k8s.io/klog/v2"
@@ -29,8 +33,8 @@ type Host interface {
 }
 
 const (
-	pciDevicesDir = "bus/pci/devices"
-	auxDevicesDir = "bus/auxiliary/devices"
+	pciDevicesDir  = "bus/pci/devices"
+	auxDevicesDir  = "bus/auxiliary/devices"
 	vdpaDevicesDir = "bus/vdpa/devices"
 
 	classNetwork     = 0x02
@@ -52,9 +56,9 @@ type pciFunc struct {
 	physfn  string
 	// physfnErr is set when the function has a physfn link that cannot be followed.
 	physfnErr error
-	netdevs  []string
-	pfIndex  map[string]int // VF address -> index, for PFs
-	devlink  *host.DevlinkState
+	netdevs   []string
+	entries   []string // sorted names in dir
+	devlink   *host.DevlinkState
 }
 
 // scan holds one discovery run's working state.
@@ -67,6 +71,10 @@ type scan struct {
 	vdpa     map[string]vdpaInfo // parent name -> vdpa device
 	routes   map[string]bool
 	attrOpts []deviceattribute.MachineModifier
+	// mu guards problems, roots and the PFs' devlink cache, which the
+	// parallel per-device workers share.
+	mu       sync.Mutex
+	roots    map[string]string // parent dir -> PCIe root
 	problems []Problem
 }
 
@@ -80,6 +88,7 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 		h:        h,
 		funcs:    map[string]*pciFunc{},
 		vfIndex:  map[string]int{},
+		roots:    map[string]string{},
 		attrOpts: []deviceattribute.MachineModifier{deviceattribute.WithFS(h.SysFS())},
 	}
 	routes, err := h.DefaultRouteInterfaces()
@@ -92,37 +101,49 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list PCI devices: %w", err)
 	}
-	for _, addr := range addrs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if f := s.readFunc(addr); f != nil {
-			s.funcs[addr] = f
+	found := make([]*pciFunc, len(addrs))
+	parallel(len(addrs), func(i int) { found[i] = s.readFunc(addrs[i]) })
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		if f != nil {
+			s.funcs[f.addr] = f
 		}
 	}
 	s.indexVFs()
 	s.vdpa = s.readVDPA()
 
-	devs := make([]Device, 0, len(s.funcs))
-	for _, addr := range addrs {
-		f, ok := s.funcs[addr]
-		if !ok {
-			continue
+	devs := make([]Device, len(found))
+	kept := make([]bool, len(found))
+	parallel(len(found), func(i int) {
+		if f := found[i]; f != nil && s.funcs[f.addr] == f {
+			devs[i], kept[i] = s.pciDevice(f)
 		}
-		if d, ok := s.pciDevice(f); ok {
-			devs = append(devs, d)
+	})
+	n := 0
+	for i := range devs {
+		if kept[i] {
+			devs[n] = devs[i]
+			n++
 		}
 	}
+	devs = devs[:n]
 	devs = append(devs, s.auxDevices()...)
+	slices.SortStableFunc(s.problems, func(a, b Problem) int { return strings.Compare(a.Device, b.Device) })
 	return newInventory(devs, s.problems), nil
 }
 
 func (s *scan) skipDevice(dev string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.problems = append(s.problems, Problem{Device: dev, Err: err})
 	s.logger.Info("Skipping device", "device", dev, "err", err)
 }
 
 func (s *scan) skipAttr(dev, attr string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.problems = append(s.problems, Problem{Device: dev, Attribute: attr, Err: err})
 	s.logger.V(1).Info("Skipping device attribute", "device", dev, "attribute", attr, "err", err)
 }
@@ -150,6 +171,12 @@ func (s *scan) readFunc(addr string) *pciFunc {
 		s.skipDevice(addr, err)
 		return nil
 	}
+	// One listing of the device directory answers every "does it have X"
+	// question below without a failed lookup per absent attribute.
+	if f.entries, err = s.h.ListSys(f.dir); err != nil {
+		s.skipDevice(addr, fmt.Errorf("list %s: %w", f.dir, err))
+		return nil
+	}
 	if f.vendor, err = s.readHexID(f.dir, "vendor"); err != nil {
 		s.skipDevice(addr, err)
 		return nil
@@ -158,10 +185,12 @@ func (s *scan) readFunc(addr string) *pciFunc {
 		s.skipDevice(addr, err)
 		return nil
 	}
-	if drv, err := s.h.ReadSysLink(path.Join(f.dir, "driver")); err == nil {
-		f.driver = path.Base(drv)
+	if f.has("driver") {
+		if drv, err := s.h.ReadSysLink(path.Join(f.dir, "driver")); err == nil {
+			f.driver = path.Base(drv)
+		}
 	}
-	if s.h.SysExists(path.Join(f.dir, "sriov_totalvfs")) {
+	if f.has("sriov_totalvfs") {
 		f.sriovPF = true
 		if n, err := s.h.ReadSysInt(path.Join(f.dir, "sriov_numvfs")); err == nil {
 			f.numVFs = n
@@ -169,7 +198,7 @@ func (s *scan) readFunc(addr string) *pciFunc {
 			s.skipAttr(addr, "sriov_numvfs", err)
 		}
 	}
-	if s.h.SysExists(path.Join(f.dir, "physfn")) {
+	if f.has("physfn") {
 		pf, err := s.h.ResolveSysLink(path.Join(f.dir, "physfn"))
 		if err != nil {
 			f.physfnErr = err
@@ -177,8 +206,16 @@ func (s *scan) readFunc(addr string) *pciFunc {
 			f.physfn = path.Base(pf)
 		}
 	}
-	f.netdevs, _ = s.h.ListSys(path.Join(f.dir, "net"))
+	if f.has("net") {
+		f.netdevs, _ = s.h.ListSys(path.Join(f.dir, "net"))
+	}
 	return f
+}
+
+// has reports whether the function's sysfs directory has an entry.
+func (f *pciFunc) has(name string) bool {
+	_, ok := slices.BinarySearch(f.entries, name)
+	return ok
 }
 
 // readHexID reads a vendor or device ID file ("0x8086") as "8086".
@@ -208,12 +245,7 @@ func (s *scan) indexVFs() {
 		if !f.sriovPF && f.numVFs == 0 {
 			continue
 		}
-		entries, err := s.h.ListSys(f.dir)
-		if err != nil {
-			s.skipAttr(f.addr, "virtfn", err)
-			continue
-		}
-		for _, e := range entries {
+		for _, e := range f.entries {
 			idx, ok := strings.CutPrefix(e, "virtfn")
 			if !ok {
 				continue
@@ -244,7 +276,12 @@ func (s *scan) indexVFs() {
 }
 
 func (s *scan) hasVirtfn(f *pciFunc) bool {
-	return s.h.SysExists(path.Join(f.dir, "virtfn0"))
+	for _, e := range f.entries {
+		if strings.HasPrefix(e, "virtfn") {
+			return true
+		}
+	}
+	return false
 }
 
 // pciDevice turns a PCI function into a device, or says why it is none.
@@ -278,7 +315,7 @@ func (s *scan) pciDevice(f *pciFunc) (Device, bool) {
 		if f.physfnErr != nil {
 			s.skipAttr(f.addr, AttrRootDevice, f.physfnErr)
 		} else if pf = s.funcs[f.physfn]; pf == nil {
-			s.skipAttr(f.addr, AttrRootDevice, fmt.Errorf("physfn %s is not a known PCI function", f.physfn))
+			s.skipAttr(f.addr, AttrRootDevice, fmt.Errorf("physfn %s is not a known network PCI function (dangling link?)", f.physfn))
 		} else if idx, ok := s.vfIndex[f.addr]; ok {
 			d.VFIndex = idx
 		} else {
@@ -312,13 +349,36 @@ func first(xs []string) string {
 
 // devlinkOf asks devlink about a PF once per run.
 func (s *scan) devlinkOf(pf *pciFunc) host.DevlinkState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if pf.devlink != nil {
 		return *pf.devlink
 	}
 	st, err := s.h.Devlink(pf.addr)
 	if err != nil && !errors.Is(err, host.ErrNoDevlink) {
-		s.skipAttr(pf.addr, AttrEswitchMode, err)
+		s.problems = append(s.problems, Problem{Device: pf.addr, Attribute: AttrEswitchMode, Err: err})
+		s.logger.V(1).Info("Skipping device attribute", "device", pf.addr, "attribute", AttrEswitchMode, "err", err)
 	}
 	pf.devlink = &st
 	return st
+}
+
+// parallel runs fn for 0..n-1 on a few workers. Discovery is bound by
+// sysfs syscalls, which run in parallel on every core.
+func parallel(n int, fn func(i int)) {
+	workers := min(2*runtime.GOMAXPROCS(0), n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }

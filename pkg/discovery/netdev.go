@@ -3,6 +3,7 @@ package discovery
 import (
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -69,40 +70,82 @@ func (s *scan) readLinkType(netdevDir string) (string, error) {
 // group, RDMA and uio devices, and the standard PCI attributes.
 func (s *scan) fillCommonPCI(d *Device, f *pciFunc) {
 	d.NUMANode, d.IOMMUGroup = -1, -1
-	if n, err := s.h.ReadSysInt(path.Join(f.dir, "numa_node")); err == nil {
-		d.NUMANode = n
-	} else if s.h.SysExists(path.Join(f.dir, "numa_node")) {
-		s.skipAttr(f.addr, AttrNUMANode, err)
-	}
-	if d.NUMANode < -1 {
-		s.skipAttr(f.addr, AttrNUMANode, fmt.Errorf("negative NUMA node %d", d.NUMANode))
-		d.NUMANode = -1
-	}
-	if target, err := s.h.ReadSysLink(path.Join(f.dir, "iommu_group")); err == nil {
-		if g, err := strconv.Atoi(path.Base(target)); err == nil {
-			d.IOMMUGroup = g
-			name, _ := s.h.ReadSysString(path.Join("kernel/iommu_groups", path.Base(target), "name"))
-			d.IOMMUNoIOMMU = name == "vfio-noiommu"
-		} else {
-			s.skipAttr(f.addr, AttrIOMMUGroup, fmt.Errorf("iommu_group link %q does not end in a number", target))
+	if f.has("numa_node") {
+		n, err := s.h.ReadSysInt(path.Join(f.dir, "numa_node"))
+		switch {
+		case err != nil:
+			s.skipAttr(f.addr, AttrNUMANode, err)
+		case n < -1:
+			s.skipAttr(f.addr, AttrNUMANode, fmt.Errorf("negative NUMA node %d", n))
+		default:
+			d.NUMANode = n
 		}
 	}
-	if v, err := s.h.ReadSysString(path.Join(f.dir, "acpi_index")); err == nil {
-		d.AcpiIndex = v
+	if f.has("iommu_group") {
+		s.fillIOMMU(d, f)
 	}
-	s.fillRDMA(d, f.dir)
-	if uio, _ := s.h.ListSys(path.Join(f.dir, "uio")); len(uio) > 0 {
-		d.UIODevice = uio[0]
+	if f.has("acpi_index") {
+		if v, err := s.h.ReadSysString(path.Join(f.dir, "acpi_index")); err == nil {
+			d.AcpiIndex = v
+		}
 	}
-	if a, err := deviceattribute.GetPCIBusIDAttribute(f.addr); err == nil {
-		d.PCIBusID = *a.Value.StringValue
+	if f.has("infiniband") {
+		s.fillRDMA(d, f.dir)
+	}
+	if f.has("uio") {
+		if uio, _ := s.h.ListSys(path.Join(f.dir, "uio")); len(uio) > 0 {
+			d.UIODevice = uio[0]
+		}
+	}
+	if pciAddressRE.MatchString(f.addr) {
+		d.PCIBusID = f.addr
 	} else {
-		s.skipAttr(f.addr, AttrPCIBusID, err)
+		s.skipAttr(f.addr, AttrPCIBusID, fmt.Errorf("%q is not a PCI bus ID", f.addr))
+	}
+	d.PCIeRoot = s.pcieRoot(f)
+}
+
+// pciAddressRE is the extended BDF form deviceattribute accepts for pciBusID.
+var pciAddressRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]$`)
+
+// pcieRoot asks deviceattribute once per parent bridge: functions behind the
+// same bridge share their root complex, and the helper compiles a regexp
+// and follows a link on every call.
+func (s *scan) pcieRoot(f *pciFunc) string {
+	parent := path.Dir(f.dir)
+	s.mu.Lock()
+	root, ok := s.roots[parent]
+	s.mu.Unlock()
+	if ok {
+		return root
 	}
 	if a, err := deviceattribute.GetPCIeRootAttributeByPCIBusID(f.addr, s.attrOpts...); err == nil {
-		d.PCIeRoot = *a.Value.StringValue
+		root = *a.Value.StringValue
 	} else {
 		s.skipAttr(f.addr, AttrPCIeRoot, err)
+	}
+	s.mu.Lock()
+	s.roots[parent] = root
+	s.mu.Unlock()
+	return root
+}
+
+func (s *scan) fillIOMMU(d *Device, f *pciFunc) {
+	target, err := s.h.ReadSysLink(path.Join(f.dir, "iommu_group"))
+	if err != nil {
+		s.skipAttr(f.addr, AttrIOMMUGroup, err)
+		return
+	}
+	g, err := strconv.Atoi(path.Base(target))
+	if err != nil {
+		s.skipAttr(f.addr, AttrIOMMUGroup, fmt.Errorf("iommu_group link %q does not end in a number", target))
+		return
+	}
+	d.IOMMUGroup = g
+	if f.driver == "vfio-pci" {
+		// Only a vfio device node depends on the group being a no-IOMMU one.
+		name, _ := s.h.ReadSysString(path.Join("kernel/iommu_groups", path.Base(target), "name"))
+		d.IOMMUNoIOMMU = name == "vfio-noiommu"
 	}
 }
 

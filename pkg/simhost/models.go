@@ -17,7 +17,7 @@ var Models = map[string]PF{
 		EswitchMode: "legacy"},
 	"igb": {Vendor: "8086", Device: "10c9", Driver: "igb", TotalVFs: 7, VFOffset: 128, VFStride: 2,
 		VFDevice: "10ca", VFDriver: "igbvf"},
-	"i210": {Vendor: "8086", Device: "1533", Driver: "igb"},
+	"i210":  {Vendor: "8086", Device: "1533", Driver: "igb"},
 	"n3000": {Vendor: "8086", Device: "0d90", Class: "0x120000", Driver: "dfl-pci"},
 }
 
@@ -36,8 +36,8 @@ var Profiles = map[string]Spec{
 	"fpga": {PFs: []PF{{Address: "0000:d8:00.0", Model: "n3000", NUMANode: intp(1)}}},
 	"uio": {PFs: []PF{{Address: "0000:86:00.0", Model: "x710", IfName: "ens5f0", NUMANode: intp(1), NumVFs: 2,
 		VFs: []VF{{Index: 1, Driver: "igb_uio"}}}}},
-	"mgmt": {PFs: []PF{{Address: "0000:06:00.0", Model: "i210", IfName: "eno1", NUMANode: intp(0), DefaultRoute: true}}},
-	"igb":  {PFs: igbPFs()},
+	"mgmt":  {PFs: []PF{{Address: "0000:06:00.0", Model: "i210", IfName: "eno1", NUMANode: intp(0), DefaultRoute: true}}},
+	"igb":   {PFs: igbPFs()},
 	"large": {PFs: largePFs()},
 }
 

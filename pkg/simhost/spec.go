@@ -46,12 +46,12 @@ type PF struct {
 	// TotalVFs > 0 makes the function SR-IOV capable.
 	TotalVFs int `json:"totalVFs,omitempty"`
 	// NumVFs is how many VFs are enabled.
-	NumVFs    int    `json:"numVFs,omitempty"`
-	VFOffset  int    `json:"vfOffset,omitempty"`
-	VFStride  int    `json:"vfStride,omitempty"`
-	VFDevice  string `json:"vfDevice,omitempty"`
-	VFDriver  string `json:"vfDriver,omitempty"`
-	VFRDMA    bool   `json:"vfRDMA,omitempty"`
+	NumVFs   int    `json:"numVFs,omitempty"`
+	VFOffset int    `json:"vfOffset,omitempty"`
+	VFStride int    `json:"vfStride,omitempty"`
+	VFDevice string `json:"vfDevice,omitempty"`
+	VFDriver string `json:"vfDriver,omitempty"`
+	VFRDMA   bool   `json:"vfRDMA,omitempty"`
 	// VFs overrides individual VFs by index.
 	VFs []VF `json:"vfs,omitempty"`
 	// SFs are subfunctions (auxiliary devices) of this PF.

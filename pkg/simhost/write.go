@@ -27,7 +27,7 @@ func Combine(names ...string) (Spec, error) {
 // Write lays out the host described by spec under dir: dir/sys, dir/dev,
 // dir/proc and dir/devlink (the simulated devlink answers).
 func Write(dir string, spec Spec) error {
-	w := &writer{root: dir, bridges: map[string]string{}, auxIDs: map[string]int{}}
+	w := &writer{root: dir, bridges: map[string]string{}, auxIDs: map[string]int{}, drivers: map[string]bool{}}
 	seen := map[string]bool{}
 	for i := range spec.PFs {
 		pf, err := resolve(spec.PFs[i])
@@ -134,6 +134,7 @@ type writer struct {
 	vdpaDev    int
 	uioDev     int
 	auxIDs     map[string]int
+	drivers    map[string]bool
 	routes     []string
 	devlink    map[string]any
 }
@@ -193,8 +194,11 @@ func (w *writer) bridge(a pciAddr, root string) (string, error) {
 
 func (w *writer) driverLink(devDir, bus, driver, name string) error {
 	drvDir := w.sys(filepath.Join("bus", bus, "drivers", driver))
-	if err := w.files(drvDir, "bind", "", "unbind", "", "new_id", "", "remove_id", ""); err != nil {
-		return err
+	if !w.drivers[drvDir] {
+		if err := w.files(drvDir, "bind", "", "unbind", "", "new_id", "", "remove_id", ""); err != nil {
+			return err
+		}
+		w.drivers[drvDir] = true
 	}
 	if err := w.link(filepath.Join(devDir, "driver"), drvDir); err != nil {
 		return err
