@@ -5,19 +5,87 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
+
+	sigsjson "sigs.k8s.io/json"
 )
 
-// Decode reads a classic config strictly: unknown fields, trailing data and
-// wrong types are errors. It neither defaults nor validates.
+// Decode reads a classic config strictly: unknown or duplicate fields
+// (matched case-sensitively), trailing data and wrong types are errors. Every
+// unknown field is reported, each with its path. It neither defaults nor
+// validates.
 func Decode(data []byte) (*Config, error) {
-	var c Config
-	if err := strictUnmarshal(data, &c); err != nil {
+	var raw struct {
+		ResourceList []struct {
+			ResourceConfig
+			Selectors json.RawMessage `json:"selectors,omitempty"`
+		} `json:"resourceList"`
+	}
+	strictErrs, err := sigsjson.UnmarshalStrict(data, &raw, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
+	if err != nil {
 		return nil, fmt.Errorf("decode config: %w", err)
 	}
-	return &c, nil
+	errs := strictErrs
+	c := &Config{ResourceList: make([]ResourceConfig, len(raw.ResourceList))}
+	for i, p := range raw.ResourceList {
+		c.ResourceList[i] = p.ResourceConfig
+		sels, err := decodeSelectors(p.Selectors)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resourceList[%d].%w", i, err))
+		}
+		c.ResourceList[i].Selectors = sels
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("decode config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeSelectors reads one selector object or an array of them.
+func decodeSelectors(data json.RawMessage) (SelectorList, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || bytes.Equal(data, []byte("null")) {
+		return nil, nil
+	}
+	if data[0] != '[' {
+		s, err := decodeSelector(data)
+		if err != nil {
+			return nil, fmt.Errorf("selectors: %w", err)
+		}
+		return SelectorList{s}, nil
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(data, &raws); err != nil {
+		return nil, fmt.Errorf("selectors: %w", err)
+	}
+	out := make(SelectorList, len(raws))
+	var errs []error
+	for k, raw := range raws {
+		s, err := decodeSelector(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("selectors[%d]: %w", k, err))
+		}
+		out[k] = s
+	}
+	return out, errors.Join(errs...)
+}
+
+func decodeSelector(data []byte) (Selectors, error) {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(data, &keys); err != nil {
+		return Selectors{}, err
+	}
+	var f selectorFields
+	if err := strictUnmarshal(data, &f); err != nil {
+		return Selectors{}, err
+	}
+	s := Selectors(f)
+	for k := range keys {
+		s.present = append(s.present, k)
+	}
+	sort.Strings(s.present)
+	return s, nil
 }
 
 // Load reads, decodes, defaults and validates a config file.
@@ -37,46 +105,15 @@ func Load(path, defaultPrefix string) (*Config, error) {
 	return c, nil
 }
 
+// strictUnmarshal decodes case-sensitively (the classic plugin's
+// encoding/json would take "resourcename" for "resourceName"; we name it
+// instead) and rejects unknown and duplicate fields.
 func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	strictErrs, err := sigsjson.UnmarshalStrict(data, v, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
+	if err != nil {
 		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("unexpected data after the top-level object")
-	}
-	return nil
-}
-
-// UnmarshalJSON accepts one selector object or an array of them.
-func (l *SelectorList) UnmarshalJSON(data []byte) error {
-	data = bytes.TrimSpace(data)
-	if bytes.Equal(data, []byte("null")) {
-		*l = nil
-		return nil
-	}
-	var raws []json.RawMessage
-	if len(data) > 0 && data[0] == '[' {
-		if err := json.Unmarshal(data, &raws); err != nil {
-			return err
-		}
-	} else {
-		raws = []json.RawMessage{data}
-	}
-	out := make(SelectorList, 0, len(raws))
-	for i, raw := range raws {
-		var s Selectors
-		if err := s.unmarshalStrict(raw); err != nil {
-			if len(raws) > 1 || data[0] == '[' {
-				return fmt.Errorf("selectors[%d]: %w", i, err)
-			}
-			return err
-		}
-		out = append(out, s)
-	}
-	*l = out
-	return nil
+	return errors.Join(strictErrs...)
 }
 
 // MarshalJSON writes a single selector as an object, as most configs do.
@@ -89,20 +126,3 @@ func (l SelectorList) MarshalJSON() ([]byte, error) {
 
 // selectorFields is Selectors without methods, for plain decoding.
 type selectorFields Selectors
-
-func (s *Selectors) unmarshalStrict(data []byte) error {
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(data, &keys); err != nil {
-		return err
-	}
-	var f selectorFields
-	if err := strictUnmarshal(data, &f); err != nil {
-		return err
-	}
-	*s = Selectors(f)
-	for k := range keys {
-		s.present = append(s.present, k)
-	}
-	sort.Strings(s.present)
-	return nil
-}

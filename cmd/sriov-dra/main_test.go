@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func simulate(t *testing.T, profiles string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "host")
+	code, out, errs := runCLI(t, "simulate", "--profile", profiles, "--out", dir)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "simulated host written to "+dir)
+	return dir
+}
+
+func TestDiscoverJSONExactFormat(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, simhost.Write(dir, simhost.Spec{PFs: []simhost.PF{
+		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 1, NUMANode: new(int)},
+		{Address: "0000:d8:00.0", Model: "n3000"},
+	}}))
+	code, out, errs := runCLI(t, "discover", "--sysfs-root", dir+"/sys", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	want := `{"devices":[` +
+		`{"name":"pci-0000-3b-02-0","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":1,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
+		`{"name":"pci-0000-d8-00-0","attributes":{"deviceID":"0d90","deviceType":"accelerator","driver":"dfl-pci","functionType":"pf","iommuGroup":2,"pciAddress":"0000:d8:00.0","resource.kubernetes.io/pciBusID":"0000:d8:00.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:d8:00.0","vendor":"8086"}}` +
+		"]}\n"
+	assert.Equal(t, want, out)
+}
+
+func TestDiscoverTable(t *testing.T) {
+	dir := simulate(t, "bf2,fpga")
+	code, out, errs := runCLI(t, "discover", "--sysfs-root", dir+"/sys")
+	require.Equal(t, 0, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 6)
+	assert.Regexp(t, `^NAME\s+TYPE\s+PCI ADDRESS\s+VENDOR:DEVICE\s+DRIVER\s+PF\s+INDEX\s+LINK\s+NUMA\s+RDMA$`, lines[0])
+	assert.Regexp(t, `^aux-mlx5-core-sf-2\s+sf/auxNetDevice\s+0000:03:00.0\s+15b3:a2d6\s+mlx5_core\s+p0\s+1\s+ether\s+0\s+true$`, lines[1])
+	assert.Regexp(t, `^pci-0000-d8-00-0\s+pf/accelerator\s+0000:d8:00.0\s+8086:0d90\s+dfl-pci\s+-\s+-\s+-\s+1\s+false$`, lines[5])
+}
+
+func TestDiscoverEnvFallback(t *testing.T) {
+	dir := simulate(t, "fpga")
+	t.Setenv("SRIOV_DRA_SYSFS_ROOT", dir+"/sys")
+	code, out, _ := runCLI(t, "discover", "-o", "json")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "pci-0000-d8-00-0")
+	t.Setenv("SRIOV_DRA_O", "yaml")
+	code, _, errs := runCLI(t, "discover")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `-o "yaml": want table or json`)
+}
+
+func TestPoolsJSON(t *testing.T) {
+	dir := simulate(t, "e810,bf2,fpga")
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"resourceList":[
+		{"resourceName":"dpdk","selectors":{"drivers":["vfio-pci"]}},
+		{"resourceName":"net","selectors":{"pfNames":["ens1f0#0-2","ens1f1#3"]}},
+		{"resourceName":"sf","resourcePrefix":"nvidia.com","deviceType":"auxNetDevice","selectors":{"pfNames":["p0#1-2"]}},
+		{"resourceName":"fpga","deviceType":"accelerator"}]}`), 0o644))
+	code, out, errs := runCLI(t, "pools", "--config", cfg, "--sysfs-root", dir+"/sys", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	var got struct{ Pools map[string][]string }
+	require.NoError(t, json.Unmarshal([]byte(out), &got))
+	assert.Equal(t, map[string][]string{
+		"intel.com/dpdk": {"0000:3b:02.6", "0000:3b:02.7"},
+		"intel.com/net":  {"0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2", "0000:3b:11.3"},
+		"nvidia.com/sf":  {"mlx5_core.sf.2", "mlx5_core.sf.3"},
+		"intel.com/fpga": {"0000:d8:00.0"},
+	}, got.Pools)
+	assert.True(t, strings.HasPrefix(out, `{"pools":{"intel.com/dpdk":["0000:3b:02.6","0000:3b:02.7"]`), out)
+
+	code, out, errs = runCLI(t, "pools", "--config", cfg, "--sysfs-root", dir+"/sys", "--resource-prefix", "example.org")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "example.org/dpdk")
+}
+
+func TestValidateConfig(t *testing.T) {
+	code, out, errs := runCLI(t, "validate-config", "../../api/classic/v1/testdata/classic-readme-example.json")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, "../../api/classic/v1/testdata/classic-readme-example.json: valid, 8 pools (6 netDevice, 1 accelerator, 1 auxNetDevice)\n", out)
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"resourceList":[{"resourceName":"a-b","selectors":{"pfNames":["p0#5-2"],"isRdma":true,"vdpaType":"vhost"}}]}`), 0o644))
+	code, out, errs = runCLI(t, "validate-config", bad)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errs, `resourceList[0] (a-b): resourceName: "a-b" may contain only letters, digits and underscores`)
+	assert.Contains(t, errs, `resourceList[0] (a-b): selectors[0].pfNames[0]: "p0#5-2": range "5-2" starts after it ends`)
+	assert.Contains(t, errs, `resourceList[0] (a-b): selectors[0].isRdma: true cannot be combined with vdpaType "vhost"`)
+
+	code, _, errs = runCLI(t, "validate-config")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "usage: sriov-dra validate-config FILE")
+}
+
+func TestSimulateErrors(t *testing.T) {
+	code, _, errs := runCLI(t, "simulate", "--profile", "nope", "--out", t.TempDir()+"/x")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `unknown profile "nope"`)
+	code, _, errs = runCLI(t, "simulate", "--profile", "fpga")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "--out is required")
+	spec := filepath.Join(t.TempDir(), "host.yaml")
+	require.NoError(t, os.WriteFile(spec, []byte("pfs:\n- address: 0000:3b:00.0\n  model: e810\n  numVF: 2\n"), 0o644))
+	code, _, errs = runCLI(t, "simulate", "--spec", spec, "--out", t.TempDir()+"/x")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `unknown field "numVF"`)
+}
+
+func TestSimulateSpec(t *testing.T) {
+	spec := filepath.Join(t.TempDir(), "host.yaml")
+	require.NoError(t, os.WriteFile(spec, []byte(`pfs:
+- address: "0000:3b:00.0"
+  model: e810
+  ifName: ens1f0
+  numVFs: 2
+  vfs:
+  - index: 1
+    driver: vfio-pci
+`), 0o644))
+	dir := t.TempDir() + "/h"
+	code, _, errs := runCLI(t, "simulate", "--spec", spec, "--out", dir)
+	require.Equal(t, 0, code, errs)
+	code, out, _ := runCLI(t, "discover", "--sysfs-root", dir+"/sys")
+	require.Equal(t, 0, code)
+	assert.Regexp(t, `pci-0000-3b-02-1\s+vf/netDevice\s+0000:3b:02.1\s+8086:1889\s+vfio-pci`, out)
+}
+
+func TestUnknownCommandAndVersion(t *testing.T) {
+	code, _, errs := runCLI(t, "frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errs, `unknown command "frobnicate"`)
+	code, out, _ := runCLI(t, "version")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "sriov-dra dev\n", out)
+}
