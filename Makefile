@@ -30,6 +30,7 @@ bench:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags e2e ./e2e/...
 
 fuzz:
 	TMPDIR=$(TEST_TMPDIR) $(GO) test ./pkg/pfrange/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
@@ -47,6 +48,31 @@ demo: demo-host
 
 tools:
 	./hack/build-k8s.sh
+
+CLUSTER_DIR ?= /tmp/sriov-dra-cluster
+E2E_FLAGS ?=
+
+$(BIN)/e2e-cluster: $(shell find e2e -name '*.go')
+	$(GO) build -o $@ ./e2e/cmd/e2e-cluster
+
+# e2e: the e2e/ tests against real etcd, kube-apiserver, controller-manager,
+# scheduler, containerd + runc and kubelet. Whatever the outcome, a cleanup
+# pass runs and checks that nothing was left running, mounted or configured.
+e2e: tools build $(BIN)/e2e-cluster
+	@start=$$(date +%s); \
+	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -artifacts $(OUTPUT)/e2e-artifacts $(E2E_FLAGS)); rc=$$?; \
+	TMPDIR=/tmp $(BIN)/e2e-cluster clean -dir "" || rc=1; \
+	echo "make e2e: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
+
+cluster-up: tools build $(BIN)/e2e-cluster
+	@nohup $(BIN)/e2e-cluster up -dir $(CLUSTER_DIR) -bin-dir $(BIN) > $(OUTPUT)/cluster-up.log 2>&1 &
+	@for i in $$(seq 1 600); do \
+		if grep -q "cluster ready" $(OUTPUT)/cluster-up.log 2>/dev/null; then grep "cluster ready" $(OUTPUT)/cluster-up.log; exit 0; fi; \
+		if ! pgrep -f "e2e-cluster up -dir $(CLUSTER_DIR)" >/dev/null; then cat $(OUTPUT)/cluster-up.log; exit 1; fi; \
+		sleep 0.2; done; echo "cluster did not come up"; exit 1
+
+cluster-down: $(BIN)/e2e-cluster
+	$(BIN)/e2e-cluster down -dir $(CLUSTER_DIR)
 
 clean:
 	rm -rf $(OUTPUT)

@@ -45,7 +45,14 @@ build_containerd() {
 		-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" -o "$bin/" "${want[@]}")
 }
 
+# The e2e cluster's sandbox image runs this (see e2e/images/pause).
+build_pause() {
+	[ -x "$bin/pause" ] && return 0
+	log "building pause"
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/pause" ./e2e/images/pause)
+}
+
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd pause)
 for t in "${targets[@]}"; do "build_$t"; done
 log "done: $(ls "$bin" | tr '\n' ' ')"

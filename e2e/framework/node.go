@@ -1,0 +1,252 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// nodeIP sits on a veth pair the cluster creates and removes; it is in
+	// TEST-NET-1 (RFC 5737), so nothing outside this machine answers to it.
+	nodeIP      = "192.0.2.10"
+	vethName    = "sdrae2e0"
+	vethPeer    = "sdrae2e1"
+	cniBridge   = "sdrae2ebr0"
+	cniNetwork  = "sriov-dra-e2e"
+	podSubnet   = "10.213.0.0/24"
+	criSockName = "containerd.sock"
+)
+
+
+func ipCmd(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %v: %v: %s", args, err, out)
+	}
+	return nil
+}
+
+// makeNodeNetwork gives the kubelet a non-loopback node IP on a veth pair.
+func makeNodeNetwork() error {
+	_ = ipCmd("link", "del", vethName) // leftover from a killed run
+	if err := ipCmd("link", "add", vethName, "type", "veth", "peer", "name", vethPeer); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"addr", "add", nodeIP + "/32", "dev", vethName},
+		{"link", "set", vethName, "up"},
+		{"link", "set", vethPeer, "up"},
+	} {
+		if err := ipCmd(args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) startNode(ctx context.Context) error {
+	if err := makeNodeNetwork(); err != nil {
+		return fmt.Errorf("node network: %w", err)
+	}
+	c.NodeIP = nodeIP
+	if err := c.startContainerd(ctx); err != nil {
+		return err
+	}
+	if err := c.importImages(ctx); err != nil {
+		return err
+	}
+	return c.startKubelet(ctx)
+}
+
+func (c *Cluster) containerdDir() string { return filepath.Join(c.Dir, "containerd") }
+
+// CRISocket is containerd's socket.
+func (c *Cluster) CRISocket() string { return c.criSocket }
+
+func (c *Cluster) startContainerd(ctx context.Context) error {
+	dir := c.containerdDir()
+	c.criSocket = filepath.Join(dir, criSockName)
+	cniConf := filepath.Join(c.Dir, "cni", "net.d")
+	if err := os.MkdirAll(cniConf, 0o755); err != nil {
+		return err
+	}
+	conflist := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": %q,
+  "plugins": [
+    {"type": "bridge", "bridge": %q, "isGateway": false, "ipMasq": false, "hairpinMode": false,
+     "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]]}},
+    {"type": "loopback"}
+  ]
+}
+`, cniNetwork, cniBridge, filepath.Join(c.Dir, "cni", "ipam"), podSubnet)
+	if err := os.WriteFile(filepath.Join(cniConf, "10-e2e.conflist"), []byte(conflist), 0o644); err != nil {
+		return err
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return err
+	}
+	config := fmt.Sprintf(`version = 3
+root = %q
+state = %q
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = 'overlayfs'
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = %q
+
+[plugins.'io.containerd.cri.v1.runtime']
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  cdi_spec_dirs = [%q]
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = 'runc'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = %q
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/usr/lib/cni']
+    conf_dir = %q
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = '127.0.0.1'
+  stream_server_port = '0'
+
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.criSocket, c.criSocket+".ttrpc",
+		PauseImage, c.CDIDir, runc, cniConf, filepath.Join(dir, "opt"))
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		return err
+	}
+	p, err := c.start("containerd", c.bin("containerd"), "--config", cfgPath, "--log-level", "info")
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, p, 30*time.Second, "containerd", func(ctx context.Context) error {
+		if err := fileExists(c.criSocket); err != nil {
+			return err
+		}
+		return exec.CommandContext(ctx, c.bin("ctr"), "--address", c.criSocket, "version").Run()
+	})
+}
+
+// importImages builds the pause and busybox images locally (no registry is
+// reachable) and imports them into containerd's k8s.io namespace.
+func (c *Cluster) importImages(ctx context.Context) error {
+	imgDir := filepath.Join(c.Dir, "images")
+	pauseBin := filepath.Join(c.BinDir, "pause")
+	if _, err := os.Stat(pauseBin); err != nil {
+		return fmt.Errorf("pause binary missing (make tools builds it): %w", err)
+	}
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return err
+	}
+	archives, err := buildImages(imgDir, pauseBin, busybox)
+	if err != nil {
+		return err
+	}
+	for _, a := range archives {
+		out, err := exec.CommandContext(ctx, c.bin("ctr"), "--address", c.criSocket, "-n", "k8s.io",
+			"images", "import", "--local", "--no-unpack=false", a).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("import %s: %v: %s", a, err, out)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) startKubelet(ctx context.Context) error {
+	root := c.KubeletRootDir()
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://%s
+address: 127.0.0.1
+port: %d
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+podLogsDir: %s
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+authorization:
+  mode: AlwaysAllow
+failSwapOn: false
+evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+nodeStatusUpdateFrequency: 2s
+syncFrequency: 5s
+fileCheckFrequency: 5s
+enforceNodeAllocatable: ["pods"]
+`, c.criSocket, c.ports["kubelet"], c.ports["kubelet-healthz"], c.PodLogsDir())
+	cfgPath := filepath.Join(root, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		return err
+	}
+	p, err := c.start("kubelet", c.bin("kubelet"),
+		"--config", cfgPath, "--kubeconfig", c.Kubeconfig,
+		"--root-dir", root, "--cert-dir", filepath.Join(root, "pki"),
+		"--hostname-override", c.NodeName, "--node-ip", nodeIP, "--v", "2")
+	if err != nil {
+		return err
+	}
+	if err := waitFor(ctx, p, 60*time.Second, "kubelet healthz", httpOK("http://127.0.0.1:"+strconv.Itoa(c.ports["kubelet-healthz"])+"/healthz", "")); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, p, 90*time.Second, "node Ready", c.nodeReady); err != nil {
+		return err
+	}
+	return waitFor(ctx, p, 60*time.Second, "default service account", func(ctx context.Context) error {
+		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+}
+
+func (c *Cluster) nodeReady(ctx context.Context) error {
+	node, err := c.Client.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, cond := range node.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			if cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+			return fmt.Errorf("node %s: %s: %s", c.NodeName, cond.Reason, cond.Message)
+		}
+	}
+	return errNotReady
+}
