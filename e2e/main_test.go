@@ -48,7 +48,7 @@ func run(m *testing.M) int {
 	cluster, err = framework.Start(ctx, framework.Options{
 		Dir: dir, BinDir: abs, Node: true,
 		AuditPolicy: auditPolicy,
-		Logf: func(f string, a ...any) { fmt.Printf("e2e: "+f+"\n", a...) },
+		Logf:        func(f string, a ...any) { fmt.Printf("e2e: "+f+"\n", a...) },
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: start cluster: %v\n", err)

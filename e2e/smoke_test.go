@@ -76,7 +76,9 @@ func TestSmokeSchedulerAllocatesWithCEL(t *testing.T) {
 	c := cluster.Client
 	slice, err := c.ResourceV1().ResourceSlices().Create(ctx, smokeSlice("smoke-sched", node, driver, 6), metav1.CreateOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.ResourceV1().ResourceSlices().Delete(context.Background(), slice.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = c.ResourceV1().ResourceSlices().Delete(context.Background(), slice.Name, metav1.DeleteOptions{})
+	})
 	class := &resourceapi.DeviceClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "smoke-class"},
 		Spec: resourceapi.DeviceClassSpec{Selectors: []resourceapi.DeviceSelector{{
@@ -85,7 +87,9 @@ func TestSmokeSchedulerAllocatesWithCEL(t *testing.T) {
 	}
 	_, err = c.ResourceV1().DeviceClasses().Create(ctx, class, metav1.CreateOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.ResourceV1().DeviceClasses().Delete(context.Background(), class.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = c.ResourceV1().DeviceClasses().Delete(context.Background(), class.Name, metav1.DeleteOptions{})
+	})
 	ns := framework.Namespace(ctx, t, c, "smoke")
 	claim := &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: "odd-high", Namespace: ns},

@@ -67,7 +67,7 @@ func writeOCIArchive(path string, img ociImage) error {
 			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifestDigest, "size": manifestSize,
 			"platform": map[string]string{"architecture": "amd64", "os": "linux"},
 			"annotations": map[string]string{
-				"io.containerd.image.name":         img.name,
+				"io.containerd.image.name":          img.name,
 				"org.opencontainers.image.ref.name": img.name,
 			},
 		}},

@@ -25,7 +25,6 @@ const (
 	criSockName = "containerd.sock"
 )
 
-
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
