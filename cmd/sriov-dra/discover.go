@@ -3,14 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"text/tabwriter"
 
+	"sigs.k8s.io/yaml"
+
+	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/driver"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/slices"
 )
 
 // hostFlags are the roots every command that reads the host takes.
@@ -28,19 +34,52 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("discover")
 	var hf hostFlags
 	hf.register(fs)
-	output := fs.String("o", "table", "output format: table or json")
+	output := fs.String("o", "table", "output format: table, json, or yaml (the ResourceSlices `run` would publish)")
+	nodeName := fs.String("node-name", "", "node name for -o yaml")
+	driverName := fs.String("driver-name", DefaultDriverName, "DRA driver name for -o yaml")
+	configPath := fs.String("config", "", "classic config.json for -o yaml (adds k8s.cni.cncf.io/resourceName)")
+	prefix := fs.String("resource-prefix", classic.DefaultResourcePrefix, "resource prefix for pools that set none")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *output != "table" && *output != "json" {
-		return fmt.Errorf("-o %q: want table or json", *output)
+	switch *output {
+	case "table", "json":
+	case "yaml":
+		if *nodeName == "" {
+			return errors.New("-o yaml needs --node-name")
+		}
+	default:
+		return fmt.Errorf("-o %q: want table, json or yaml", *output)
+	}
+	var cfg *classic.Config
+	if *configPath != "" {
+		var err error
+		if cfg, err = classic.Load(*configPath, *prefix); err != nil {
+			return err
+		}
 	}
 	inv, err := discovery.Discover(ctx, hf.host())
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	switch *output {
+	case "json":
 		return writeDevicesJSON(stdout, inv)
+	case "yaml":
+		pool, _, _, err := driver.DesiredPool(inv, cfg, *nodeName)
+		if err != nil {
+			return err
+		}
+		for _, s := range slices.ResourceSlices(pool, *driverName, *nodeName) {
+			b, err := yaml.Marshal(s)
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(stdout, "---\n%s", b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return writeDevicesTable(stdout, inv)
 }

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
+	"github.com/sriov-dra/sriov-dra/pkg/driver"
+)
+
+func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
+	fs := newFlagSet("run")
+	var hf hostFlags
+	hf.register(fs)
+	var cfg driver.Config
+	fs.StringVar(&cfg.NodeName, "node-name", "", "this node's name (required; in a DaemonSet from the downward API)")
+	fs.StringVar(&cfg.DriverName, "driver-name", DefaultDriverName, "DRA driver name")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file; empty means in-cluster")
+	fs.StringVar(&cfg.CDIRoot, "cdi-root", "/var/run/cdi", "directory for CDI specs")
+	fs.StringVar(&cfg.PluginDir, "plugin-dir", "", "plugin data directory (default /var/lib/kubelet/plugins/<driver-name>)")
+	fs.StringVar(&cfg.RegistrarDir, "registrar-dir", "/var/lib/kubelet/plugins_registry", "kubelet plugin registration directory")
+	fs.DurationVar(&cfg.RescanInterval, "rescan-interval", 30*time.Second, "how often to rediscover devices")
+	fs.StringVar(&cfg.ConfigPath, "config", "", "classic sriov-network-device-plugin config.json; publishes each device's pool as k8s.cni.cncf.io/resourceName")
+	fs.StringVar(&cfg.ResourcePrefix, "resource-prefix", classic.DefaultResourcePrefix, "resource prefix for pools that set none")
+	fs.StringVar(&cfg.PodUID, "pod-uid", "", "the DaemonSet pod's UID, for rolling updates (downward API)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.NodeName == "" {
+		return errors.New("--node-name (or SRIOV_DRA_NODE_NAME) is required")
+	}
+	if cfg.PluginDir == "" {
+		cfg.PluginDir = filepath.Join("/var/lib/kubelet/plugins", cfg.DriverName)
+	}
+	restCfg, err := loadKubeconfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	if cfg.KubeClient, err = kubernetes.NewForConfig(restCfg); err != nil {
+		return fmt.Errorf("kube client: %w", err)
+	}
+	cfg.Host = hf.host()
+	return driver.Run(ctx, cfg)
+}
+
+func loadKubeconfig(path string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}

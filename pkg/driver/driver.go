@@ -1,0 +1,152 @@
+// Package driver is the node daemon: the DRA kubelet plugin that publishes
+// the node's devices as ResourceSlices and keeps them true.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+)
+
+// Config is everything the daemon needs; cmd/sriov-dra fills it from flags.
+type Config struct {
+	DriverName     string
+	NodeName       string
+	Host           discovery.Host
+	KubeClient     kubernetes.Interface
+	CDIRoot        string
+	PluginDir      string
+	RegistrarDir   string
+	RescanInterval time.Duration
+	// ConfigPath is the classic ConfigMap's config.json; optional.
+	ConfigPath     string
+	ResourcePrefix string
+	// PodUID enables rolling updates when running in a DaemonSet.
+	PodUID string
+}
+
+// Driver implements kubeletplugin.DRAPlugin.
+type Driver struct {
+	cfg    Config
+	helper *kubeletplugin.Helper
+	pub    *publisher
+	cancel context.CancelCauseFunc
+}
+
+var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
+
+// Run registers with the kubelet, publishes the devices and rescans until
+// ctx ends. A fatal background error from the helper also ends it.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.NodeName == "" || cfg.DriverName == "" || cfg.Host == nil || cfg.KubeClient == nil {
+		return errors.New("driver: node name, driver name, host and kube client are required")
+	}
+	if cfg.RescanInterval <= 0 {
+		cfg.RescanInterval = 30 * time.Second
+	}
+	logger := klog.FromContext(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d := &Driver{cfg: cfg, cancel: cancel}
+	d.pub = &publisher{
+		host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix,
+		publish: func(ctx context.Context, r resourceslice.DriverResources) error {
+			return d.helper.PublishResources(ctx, r)
+		},
+	}
+	// Validate the config and the host before registering, so a broken
+	// install fails at once with the reason instead of serving nothing.
+	if err := d.pub.loadConfig(ctx); err != nil {
+		return err
+	}
+	opts := []kubeletplugin.Option{
+		kubeletplugin.DriverName(cfg.DriverName),
+		kubeletplugin.NodeName(cfg.NodeName),
+		kubeletplugin.KubeClient(cfg.KubeClient),
+		kubeletplugin.CDIDirectory(cfg.CDIRoot),
+	}
+	if cfg.PluginDir != "" {
+		opts = append(opts, kubeletplugin.PluginDataDirectoryPath(cfg.PluginDir))
+	}
+	if cfg.RegistrarDir != "" {
+		opts = append(opts, kubeletplugin.RegistrarDirectoryPath(cfg.RegistrarDir))
+	}
+	if cfg.PodUID != "" {
+		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(cfg.PodUID)))
+	}
+	start := time.Now()
+	helper, err := kubeletplugin.Start(ctx, d, opts...)
+	if err != nil {
+		return fmt.Errorf("start kubelet plugin: %w", err)
+	}
+	d.helper = helper
+	defer helper.Stop()
+	logger.Info("Kubelet plugin started", "driver", cfg.DriverName, "node", cfg.NodeName)
+
+	if _, err := d.pub.sync(ctx); err != nil {
+		return fmt.Errorf("initial publish: %w", err)
+	}
+	logger.Info("Initial devices published", "duration", time.Since(start))
+	tick := time.NewTicker(cfg.RescanInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			logger.Info("Shutting down")
+			return nil
+		case <-tick.C:
+			if _, err := d.pub.sync(ctx); err != nil {
+				logger.Error(err, "Rescan failed; the last published devices stay")
+			}
+		}
+	}
+}
+
+// PrepareResourceClaims is the kubelet's NodePrepareResources.
+func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
+	for _, c := range claims {
+		out[c.UID] = kubeletplugin.PrepareResult{Err: fmt.Errorf("claim %s/%s: preparing devices is not implemented yet", c.Namespace, c.Name)}
+	}
+	return out, nil
+}
+
+// UnprepareResourceClaims is the kubelet's NodeUnprepareResources.
+func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
+	out := make(map[types.UID]error, len(claims))
+	for _, c := range claims {
+		out[c.UID] = nil // nothing was prepared
+	}
+	return out, nil
+}
+
+// HandleError logs background errors; the helper marks ResourceSlice
+// publishing errors recoverable, anything else ends the daemon.
+func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
+	logger := klog.FromContext(ctx)
+	if errors.Is(err, kubeletplugin.ErrRecoverable) {
+		logger.Error(err, msg)
+		return
+	}
+	logger.Error(err, "Fatal background error: "+msg)
+	d.cancel(fmt.Errorf("%s: %w", msg, err))
+}
+
+// WatchHealthStatus: link-state health is not implemented yet, and the
+// kubelet is told so rather than sent reports that mean nothing.
+func (d *Driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
+	return kubeletplugin.ErrHealthNotSupported
+}

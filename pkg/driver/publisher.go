@@ -1,0 +1,124 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+	"k8s.io/klog/v2"
+
+	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/selector"
+	"github.com/sriov-dra/sriov-dra/pkg/slices"
+)
+
+// publisher turns the host's current inventory into the node's pool and
+// hands it on only when it changed.
+type publisher struct {
+	host           discovery.Host
+	poolName       string
+	configPath     string
+	resourcePrefix string
+	publish        func(ctx context.Context, r resourceslice.DriverResources) error
+
+	configBytes []byte
+	config      *classic.Config
+	last        *resourceslice.Pool
+	inventory   *discovery.Inventory
+	pools       *selector.Result
+}
+
+// loadConfig (re)reads the classic config when its bytes changed. A bad new
+// config is reported and the last good one stays in force.
+func (p *publisher) loadConfig(ctx context.Context) error {
+	if p.configPath == "" {
+		return nil
+	}
+	data, err := os.ReadFile(p.configPath)
+	if err != nil {
+		return fmt.Errorf("read config %s: %w", p.configPath, err)
+	}
+	if p.config != nil && bytes.Equal(data, p.configBytes) {
+		return nil
+	}
+	cfg, err := classic.Decode(data)
+	if err == nil {
+		cfg.Default(p.resourcePrefix)
+		err = cfg.Validate()
+	}
+	if err != nil {
+		if p.config != nil {
+			err = fmt.Errorf("config %s is invalid, keeping the last good one: %w", p.configPath, err)
+		} else {
+			err = fmt.Errorf("config %s: %w", p.configPath, err)
+		}
+		p.configBytes = data // report a bad file once, not on every rescan
+		return err
+	}
+	if p.config != nil {
+		klog.FromContext(ctx).Info("Classic config changed, reloaded", "path", p.configPath, "pools", len(cfg.ResourceList))
+	}
+	p.config, p.configBytes = cfg, data
+	return nil
+}
+
+// sync rediscovers the host and publishes the pool if it differs from the
+// last one published. It reports whether it published.
+func (p *publisher) sync(ctx context.Context) (bool, error) {
+	logger := klog.FromContext(ctx)
+	cfgErr := p.loadConfig(ctx)
+	if cfgErr != nil && p.config == nil && p.configPath != "" {
+		return false, cfgErr
+	}
+	if cfgErr != nil {
+		logger.Error(cfgErr, "Config reload failed")
+	}
+	inv, err := discovery.Discover(ctx, p.host)
+	if err != nil {
+		// Keep what was published: an unreadable host is not an empty one.
+		return false, fmt.Errorf("discover devices: %w", err)
+	}
+	pool, pools, problems, err := DesiredPool(inv, p.config, p.poolName)
+	if err != nil {
+		return false, err
+	}
+	for _, pr := range problems {
+		logger.Info("Attribute not published", "device", pr.Device, "attribute", pr.Attribute, "reason", pr.Reason)
+	}
+	p.inventory, p.pools = inv, pools
+	if p.last != nil && apiequality.Semantic.DeepEqual(p.last, &pool) {
+		return false, errors.Join(cfgErr)
+	}
+	if err := p.publish(ctx, resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{p.poolName: pool}}); err != nil {
+		return false, fmt.Errorf("publish resource slices: %w", err)
+	}
+	p.last = &pool
+	logger.Info("Published devices", "devices", inv.Len(), "slices", len(pool.Slices), "skipped", len(inv.Problems()))
+	return true, nil
+}
+
+// DesiredPool is the pool a node publishes for an inventory: every device,
+// with its classic pool's resource name when a config is given.
+func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, poolName string) (resourceslice.Pool, *selector.Result, []slices.Problem, error) {
+	var pools *selector.Result
+	var resourceNameOf func(string) string
+	if cfg != nil {
+		var err error
+		if pools, err = selector.Select(cfg, inv); err != nil {
+			return resourceslice.Pool{}, nil, nil, err
+		}
+		resourceNameOf = func(name string) string {
+			if pool, ok := pools.PoolFor(name); ok {
+				return pool.Name()
+			}
+			return ""
+		}
+	}
+	pool, problems := slices.Build(inv, slices.Options{PoolName: poolName, ResourceNameOf: resourceNameOf})
+	return pool, pools, problems, nil
+}

@@ -1,0 +1,98 @@
+package driver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+
+	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/slices"
+)
+
+// recorder stands in for the helper's PublishResources, recording calls.
+type recorder struct{ calls []resourceslice.DriverResources }
+
+func (r *recorder) publish(_ context.Context, res resourceslice.DriverResources) error {
+	r.calls = append(r.calls, res)
+	return nil
+}
+
+func resourceNames(res resourceslice.DriverResources) map[string]string {
+	out := map[string]string{}
+	for _, s := range res.Pools["node"].Slices {
+		for _, d := range s.Devices {
+			if v, ok := d.Attributes[slices.AttrMultusResourceName]; ok {
+				out[d.Name] = *v.StringValue
+			}
+		}
+	}
+	return out
+}
+
+func TestPublisherSyncAndReload(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	hostDir := filepath.Join(dir, "host")
+	spec := simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 2}}}
+	require.NoError(t, simhost.Write(hostDir, spec))
+	cfgPath := filepath.Join(dir, "config.json")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"net","selectors":{"pfNames":["ens1f0"]}}]}`), 0o644))
+	rec := &recorder{}
+	p := &publisher{host: host.ForRoot(hostDir), poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish}
+
+	published, err := p.sync(ctx)
+	require.NoError(t, err)
+	require.True(t, published)
+	assert.Equal(t, map[string]string{"pci-0000-3b-02-0": "intel.com/net", "pci-0000-3b-02-1": "intel.com/net"}, resourceNames(rec.calls[0]))
+
+	published, err = p.sync(ctx)
+	require.NoError(t, err)
+	assert.False(t, published, "nothing changed, nothing published")
+
+	// A new VF appears.
+	spec.PFs[0].NumVFs = 3
+	require.NoError(t, os.RemoveAll(hostDir))
+	require.NoError(t, simhost.Write(hostDir, spec))
+	published, err = p.sync(ctx)
+	require.NoError(t, err)
+	require.True(t, published)
+	assert.Len(t, resourceNames(rec.calls[1]), 3)
+
+	// A broken config is reported; the last good one stays.
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"bad-name"}]}`), 0o644))
+	published, err = p.sync(ctx)
+	require.ErrorContains(t, err, "keeping the last good one")
+	assert.ErrorContains(t, err, `resourceName: "bad-name"`)
+	assert.False(t, published)
+
+	// A good new config takes effect.
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"other","resourcePrefix":"acme.com"}]}`), 0o644))
+	published, err = p.sync(ctx)
+	require.NoError(t, err)
+	require.True(t, published)
+	assert.Equal(t, "acme.com/other", resourceNames(rec.calls[2])["pci-0000-3b-02-0"])
+
+	// An unreadable host publishes nothing rather than an empty pool.
+	require.NoError(t, os.RemoveAll(filepath.Join(hostDir, "sys/bus/pci")))
+	require.NoError(t, os.WriteFile(filepath.Join(hostDir, "sys/bus/pci"), nil, 0o644))
+	published, err = p.sync(ctx)
+	assert.Error(t, err)
+	assert.False(t, published)
+	assert.Len(t, rec.calls, 3)
+}
+
+func TestPublisherRejectsBadConfigAtStart(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.json")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[]}`), 0o644))
+	p := &publisher{host: host.ForRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish}
+	err := p.loadConfig(context.Background())
+	require.ErrorContains(t, err, "resourceList: must have at least one pool")
+	assert.NotContains(t, err.Error(), "last good")
+}

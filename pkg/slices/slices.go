@@ -1,0 +1,144 @@
+// Package slices turns a discovery inventory into the ResourceSlices one
+// node publishes: one pool per node, split so that every slice is valid, with
+// a placement that keeps an unchanged device in the same slice.
+package slices
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+)
+
+// Multus and SR-IOV CNI find an allocated device through these attributes.
+const (
+	AttrMultusDeviceID     = "k8s.cni.cncf.io/deviceID"
+	AttrMultusResourceName = "k8s.cni.cncf.io/resourceName"
+)
+
+// Options shape the published pool.
+type Options struct {
+	// PoolName is the pool's name; the node name by convention.
+	PoolName string
+	// ResourceNameOf returns the classic resource name of the pool a device
+	// falls in ("intel.com/intel_sriov_netdevice"), or "" for none.
+	ResourceNameOf func(deviceName string) string
+}
+
+// Problem is an attribute left out to keep a device valid.
+type Problem struct {
+	Device, Attribute, Reason string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("device %s: attribute %s left out: %s", p.Device, p.Attribute, p.Reason)
+}
+
+// Build returns the node's pool. Devices are grouped by their PF (or their
+// own address), each group filling slices of at most the API's device limit,
+// so adding or removing VFs of one PF rewrites only that PF's slices.
+func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) {
+	type group struct {
+		key     string
+		devices []resourceapi.Device
+		tainted bool
+	}
+	groups := map[string]*group{}
+	var problems []Problem
+	for d := range inv.All() {
+		key := d.RootDevice
+		if key == "" {
+			key = d.PCIAddress
+		}
+		g := groups[key]
+		if g == nil {
+			g = &group{key: key}
+			groups[key] = g
+		}
+		dev, probs := Device(d, o.ResourceNameOf)
+		problems = append(problems, probs...)
+		g.devices = append(g.devices, dev)
+		g.tainted = g.tainted || len(dev.Taints) > 0
+	}
+	ordered := make([]*group, 0, len(groups))
+	for _, g := range groups {
+		ordered = append(ordered, g)
+	}
+	slices.SortFunc(ordered, func(a, b *group) int { return cmp.Compare(a.key, b.key) })
+
+	pool := resourceslice.Pool{}
+	for _, g := range ordered {
+		limit := resourceapi.ResourceSliceMaxDevices
+		if g.tainted {
+			limit = resourceapi.ResourceSliceMaxDevicesWithAdvancedFeatures
+		}
+		for chunk := range slices.Chunk(g.devices, limit) {
+			pool.Slices = append(pool.Slices, resourceslice.Slice{Devices: chunk})
+		}
+	}
+	if len(pool.Slices) == 0 {
+		// An empty pool says "driver up, no devices", unlike no pool at all.
+		pool.Slices = []resourceslice.Slice{{}}
+	}
+	return pool, problems
+}
+
+// Device converts one discovered device, dropping what the API would reject.
+func Device(d *discovery.Device, resourceNameOf func(string) string) (resourceapi.Device, []Problem) {
+	attrs := d.Attributes()
+	id := d.ID()
+	attrs[AttrMultusDeviceID] = resourceapi.DeviceAttribute{StringValue: &id}
+	if resourceNameOf != nil {
+		if rn := resourceNameOf(d.Name); rn != "" {
+			attrs[AttrMultusResourceName] = resourceapi.DeviceAttribute{StringValue: &rn}
+		}
+	}
+	var problems []Problem
+	for name, v := range attrs {
+		if v.StringValue != nil && len(*v.StringValue) > resourceapi.DeviceAttributeMaxValueLength {
+			problems = append(problems, Problem{d.Name, string(name),
+				fmt.Sprintf("value has %d characters, the API allows %d", len(*v.StringValue), resourceapi.DeviceAttributeMaxValueLength)})
+			delete(attrs, name)
+		}
+	}
+	if len(attrs) > resourceapi.ResourceSliceMaxAttributesAndCapacitiesPerDevice {
+		// Not reachable with today's attribute set; kept as a guard so a
+		// future attribute cannot make the whole slice invalid.
+		names := make([]string, 0, len(attrs))
+		for n := range attrs {
+			names = append(names, string(n))
+		}
+		slices.Sort(names)
+		for _, n := range names[resourceapi.ResourceSliceMaxAttributesAndCapacitiesPerDevice:] {
+			problems = append(problems, Problem{d.Name, n, "more than 32 attributes"})
+			delete(attrs, resourceapi.QualifiedName(n))
+		}
+	}
+	return resourceapi.Device{Name: d.Name, Attributes: attrs}, problems
+}
+
+// ResourceSlices renders a pool as the ResourceSlice objects a node would
+// publish, for operators to inspect without a cluster. Names follow the
+// slice index; the real controller adds a random suffix.
+func ResourceSlices(pool resourceslice.Pool, driverName, nodeName string) []resourceapi.ResourceSlice {
+	out := make([]resourceapi.ResourceSlice, len(pool.Slices))
+	for i, s := range pool.Slices {
+		out[i] = resourceapi.ResourceSlice{
+			TypeMeta:   metav1.TypeMeta{APIVersion: resourceapi.SchemeGroupVersion.String(), Kind: "ResourceSlice"},
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%s-%x", nodeName, strings.ReplaceAll(driverName, ".", "-"), i)},
+			Spec: resourceapi.ResourceSliceSpec{
+				Driver:   driverName,
+				NodeName: &nodeName,
+				Pool:     resourceapi.ResourcePool{Name: nodeName, Generation: max(pool.Generation, 1), ResourceSliceCount: int64(len(pool.Slices))},
+				Devices:  s.Devices,
+			},
+		}
+	}
+	return out
+}
