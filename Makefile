@@ -13,7 +13,7 @@ FUZZTIME ?= 2m
 BENCHTIME ?= 20x
 DEMO_DIR ?= $(OUTPUT)/demo
 
-.PHONY: all build test bench lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
+.PHONY: all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
 
 all: lint test build
 
@@ -63,6 +63,11 @@ e2e: tools build $(BIN)/e2e-cluster
 	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -artifacts $(OUTPUT)/e2e-artifacts $(E2E_FLAGS)); rc=$$?; \
 	TMPDIR=/tmp $(BIN)/e2e-cluster clean -dir "" || rc=1; \
 	echo "make e2e: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
+
+# bench-e2e: time from `sriov-dra run` start to all 2,048 VFs visible in the apiserver.
+bench-e2e: tools build $(BIN)/e2e-cluster
+	@(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 20m -run '^$$' -bench . -benchtime 3x ./ -bin-dir $(BIN)); rc=$$?; \
+	TMPDIR=/tmp $(BIN)/e2e-cluster clean -dir "" || rc=1; exit $$rc
 
 cluster-up: tools build $(BIN)/e2e-cluster
 	@nohup $(BIN)/e2e-cluster up -dir $(CLUSTER_DIR) -bin-dir $(BIN) > $(OUTPUT)/cluster-up.log 2>&1 &

@@ -44,6 +44,7 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	restCfg.UserAgent = "sriov-dra/" + version
 	if cfg.KubeClient, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return fmt.Errorf("kube client: %w", err)
 	}

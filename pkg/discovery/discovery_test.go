@@ -128,7 +128,7 @@ func TestLargeProfile(t *testing.T) {
 	h, _ := simhost.NewProfileHost(t, "large")
 	inv := discover(t, h)
 	require.Equal(t, 2048, inv.Len())
-	d := get(t, inv, "pci-0000-90-11-7")
+	d := get(t, inv, "pci-0000-cf-11-7")
 	assert.Equal(t, 127, d.VFIndex)
 	assert.Equal(t, "ens25f0", d.PFName)
 	assert.Equal(t, 1, d.NUMANode)

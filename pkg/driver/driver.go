@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -68,6 +69,14 @@ func Run(ctx context.Context, cfg Config) error {
 	// install fails at once with the reason instead of serving nothing.
 	if err := d.pub.loadConfig(ctx); err != nil {
 		return err
+	}
+	for _, dir := range []string{cfg.PluginDir, cfg.RegistrarDir, cfg.CDIRoot} {
+		if dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
 	}
 	opts := []kubeletplugin.Option{
 		kubeletplugin.DriverName(cfg.DriverName),

@@ -16,7 +16,9 @@ import (
 )
 
 // recorder stands in for the helper's PublishResources, recording calls.
-type recorder struct{ calls []resourceslice.DriverResources }
+type recorder struct {
+	calls []resourceslice.DriverResources
+}
 
 func (r *recorder) publish(_ context.Context, res resourceslice.DriverResources) error {
 	r.calls = append(r.calls, res)

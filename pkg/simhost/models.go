@@ -55,11 +55,11 @@ func igbPFs() []PF {
 	}
 }
 
-// largePFs is 16 E810 ports with 128 VFs each (2,048 VFs), on buses 0x81.. .
+// largePFs is 16 E810 ports with 128 VFs each (2,048 VFs), on buses 0xc0-0xcf.
 func largePFs() []PF {
 	pfs := make([]PF, 16)
 	for i := range pfs {
-		bus := 0x81 + i
+		bus := 0xc0 + i
 		pfs[i] = PF{
 			Address:  pciAddr{bus: bus}.String(),
 			Model:    "e810",
