@@ -63,10 +63,20 @@ func TestDiscoverEnvFallback(t *testing.T) {
 	code, out, _ := runCLI(t, "discover", "-o", "json")
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "pci-0000-d8-00-0")
-	t.Setenv("SRIOV_DRA_O", "yaml")
+	t.Setenv("SRIOV_DRA_O", "xml")
 	code, _, errs := runCLI(t, "discover")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errs, `-o "yaml": want table or json`)
+	assert.Contains(t, errs, `-o "xml": want table, json or yaml`)
+	t.Setenv("SRIOV_DRA_O", "yaml")
+	code, _, errs = runCLI(t, "discover")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "-o yaml needs --node-name")
+	t.Setenv("SRIOV_DRA_NODE_NAME", "node-a")
+	code, out, errs = runCLI(t, "discover")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "kind: ResourceSlice")
+	assert.Contains(t, out, "name: node-a-sriov-dra-dev-0")
+	assert.Contains(t, out, "k8s.cni.cncf.io/deviceID")
 }
 
 func TestPoolsJSON(t *testing.T) {
