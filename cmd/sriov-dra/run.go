@@ -31,6 +31,7 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar(&cfg.ConfigPath, "config", "", "classic sriov-network-device-plugin config.json; publishes each device's pool as k8s.cni.cncf.io/resourceName")
 	fs.StringVar(&cfg.ResourcePrefix, "resource-prefix", classic.DefaultResourcePrefix, "resource prefix for pools that set none")
 	fs.StringVar(&cfg.PodUID, "pod-uid", "", "the DaemonSet pod's UID, for rolling updates (downward API)")
+	fs.StringVar(&cfg.DevInfoDir, "device-info-dir", driver.DefaultDevInfoDir, "directory for Network Plumbing WG device-info files")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,7 +49,8 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	if cfg.KubeClient, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return fmt.Errorf("kube client: %w", err)
 	}
-	cfg.Host = hf.host()
+	h := hf.host()
+	cfg.Host, cfg.PrepareHost = h, h
 	return driver.Run(ctx, cfg)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 )
 
 // Config is everything the daemon needs; cmd/sriov-dra fills it from flags.
@@ -34,6 +36,10 @@ type Config struct {
 	ResourcePrefix string
 	// PodUID enables rolling updates when running in a DaemonSet.
 	PodUID string
+	// PrepareHost binds drivers and checks /dev; usually the same *host.Host as Host.
+	PrepareHost PrepareHost
+	// DevInfoDir receives Network Plumbing WG device-info files.
+	DevInfoDir string
 }
 
 // Driver implements kubeletplugin.DRAPlugin.
@@ -41,6 +47,7 @@ type Driver struct {
 	cfg    Config
 	helper *kubeletplugin.Helper
 	pub    *publisher
+	prep   *preparer
 	cancel context.CancelCauseFunc
 }
 
@@ -49,8 +56,8 @@ var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
 // Run registers with the kubelet, publishes the devices and rescans until
 // ctx ends. A fatal background error from the helper also ends it.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.NodeName == "" || cfg.DriverName == "" || cfg.Host == nil || cfg.KubeClient == nil {
-		return errors.New("driver: node name, driver name, host and kube client are required")
+	if cfg.NodeName == "" || cfg.DriverName == "" || cfg.Host == nil || cfg.KubeClient == nil || cfg.PrepareHost == nil {
+		return errors.New("driver: node name, driver name, hosts and kube client are required")
 	}
 	if cfg.RescanInterval <= 0 {
 		cfg.RescanInterval = 30 * time.Second
@@ -69,6 +76,10 @@ func Run(ctx context.Context, cfg Config) error {
 	// install fails at once with the reason instead of serving nothing.
 	if err := d.pub.loadConfig(ctx); err != nil {
 		return err
+	}
+	d.prep = newPreparer(cfg, d.pub)
+	if err := d.prep.reconcile(ctx); err != nil {
+		return fmt.Errorf("reconcile prepared claims: %w", err)
 	}
 	for _, dir := range []string{cfg.PluginDir, cfg.RegistrarDir, cfg.CDIRoot} {
 		if dir == "" {
@@ -126,20 +137,12 @@ func Run(ctx context.Context, cfg Config) error {
 
 // PrepareResourceClaims is the kubelet's NodePrepareResources.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
-	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
-	for _, c := range claims {
-		out[c.UID] = kubeletplugin.PrepareResult{Err: fmt.Errorf("claim %s/%s: preparing devices is not implemented yet", c.Namespace, c.Name)}
-	}
-	return out, nil
+	return d.prep.Prepare(ctx, claims)
 }
 
 // UnprepareResourceClaims is the kubelet's NodeUnprepareResources.
 func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
-	out := make(map[types.UID]error, len(claims))
-	for _, c := range claims {
-		out[c.UID] = nil // nothing was prepared
-	}
-	return out, nil
+	return d.prep.Unprepare(ctx, claims)
 }
 
 // HandleError logs background errors; the helper marks ResourceSlice
@@ -158,4 +161,50 @@ func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
 // kubelet is told so rather than sent reports that mean nothing.
 func (d *Driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
 	return kubeletplugin.ErrHealthNotSupported
+}
+
+// DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
+const DefaultDevInfoDir = "/var/run/k8s.cni.cncf.io/devinfo/dp"
+
+func newPreparer(cfg Config, pub *publisher) *preparer {
+	devInfo := cfg.DevInfoDir
+	if devInfo == "" {
+		devInfo = DefaultDevInfoDir
+	}
+	return &preparer{
+		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: devInfo,
+		checkpoint: filepath.Join(cfg.PluginDir, "checkpoint.json"),
+		host:       cfg.PrepareHost, client: cfg.KubeClient,
+		inventory: func(ctx context.Context, fresh bool) (*discovery.Inventory, error) {
+			if inv, _ := pub.snapshot(); inv != nil && !fresh {
+				return inv, nil
+			}
+			return discovery.Discover(ctx, cfg.Host)
+		},
+		poolOptions: func(name string) (prepare.Options, bool) {
+			_, pools := pub.snapshot()
+			if pools == nil {
+				return prepare.Options{}, false
+			}
+			pool, ok := pools.PoolFor(name)
+			if !ok {
+				return prepare.Options{}, false
+			}
+			var o prepare.Options
+			for _, s := range pool.Config.Selectors {
+				o.NeedVhostNet = o.NeedVhostNet || s.NeedVhostNet
+				o.RDMA = o.RDMA || s.IsRdma
+			}
+			if inv, _ := pub.snapshot(); inv != nil {
+				if dev, ok := inv.Get(name); ok {
+					o.AdditionalInfo = pool.Config.AdditionalInfoFor(dev.ID())
+				}
+			}
+			return o, true
+		},
+		defaultRoutes: func() map[string]bool {
+			routes, _ := cfg.Host.DefaultRouteInterfaces()
+			return routes
+		},
+	}
 }

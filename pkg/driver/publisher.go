@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
@@ -29,8 +30,18 @@ type publisher struct {
 	configBytes []byte
 	config      *classic.Config
 	last        *resourceslice.Pool
-	inventory   *discovery.Inventory
-	pools       *selector.Result
+
+	// mu guards the snapshot the prepare path reads.
+	mu        sync.Mutex
+	inventory *discovery.Inventory
+	pools     *selector.Result
+}
+
+// snapshot returns the last discovered inventory and classic pools.
+func (p *publisher) snapshot() (*discovery.Inventory, *selector.Result) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inventory, p.pools
 }
 
 // loadConfig (re)reads the classic config when its bytes changed. A bad new
@@ -90,7 +101,9 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	for _, pr := range problems {
 		logger.Info("Attribute not published", "device", pr.Device, "attribute", pr.Attribute, "reason", pr.Reason)
 	}
+	p.mu.Lock()
 	p.inventory, p.pools = inv, pools
+	p.mu.Unlock()
 	if p.last != nil && apiequality.Semantic.DeepEqual(p.last, &pool) {
 		return false, errors.Join(cfgErr)
 	}

@@ -34,6 +34,8 @@ type Options struct {
 	// NoNetlink disables kernel devlink queries (used for captured trees,
 	// whose devlink state is not the running kernel's).
 	NoNetlink bool
+	// Simulated makes driver binds edit the tree as the kernel would.
+	Simulated bool
 }
 
 // Host reads one host's device state.
@@ -42,6 +44,7 @@ type Host struct {
 	devRoot   string
 	procRoot  string
 	devlink   devlinkReader
+	simulated bool
 }
 
 // New returns a Host over the given roots; empty roots take the real host's.
@@ -52,6 +55,7 @@ func New(o Options) *Host {
 		sysfsRoot: orDefault(o.SysfsRoot, DefaultSysfsRoot),
 		devRoot:   orDefault(o.DevRoot, DefaultDevRoot),
 		procRoot:  orDefault(o.ProcRoot, DefaultProcRoot),
+		simulated: o.Simulated,
 	}
 	switch {
 	case o.DevlinkDir != "":
@@ -72,6 +76,7 @@ func ForRoot(dir string) *Host {
 		DevRoot:    filepath.Join(dir, "dev"),
 		ProcRoot:   filepath.Join(dir, "proc"),
 		DevlinkDir: filepath.Join(dir, "devlink"),
+		Simulated:  true,
 	})
 }
 
@@ -224,5 +229,8 @@ func (o Options) WithSiblingRoots() Options {
 	sibling(&o.DevRoot, "dev")
 	sibling(&o.ProcRoot, "proc")
 	sibling(&o.DevlinkDir, "devlink")
+	if _, err := os.Stat(filepath.Join(parent, SimulatedMarker)); err == nil {
+		o.Simulated = true
+	}
 	return o
 }

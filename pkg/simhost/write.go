@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"github.com/sriov-dra/sriov-dra/pkg/host"
 )
 
 // Combine merges profiles (by name) into one spec.
@@ -24,10 +27,21 @@ func Combine(names ...string) (Spec, error) {
 	return out, nil
 }
 
+// WriteOptions tune how a host is written.
+type WriteOptions struct {
+	// CharDevices makes /dev entries real character devices (with the
+	// numbers of /dev/null), as container runtimes require for device
+	// nodes; it needs root. Without it they are empty files.
+	CharDevices bool
+}
+
 // Write lays out the host described by spec under dir: dir/sys, dir/dev,
 // dir/proc and dir/devlink (the simulated devlink answers).
-func Write(dir string, spec Spec) error {
+func Write(dir string, spec Spec, opts ...WriteOptions) error {
 	w := &writer{root: dir, bridges: map[string]string{}, auxIDs: map[string]int{}, drivers: map[string]bool{}}
+	for _, o := range opts {
+		w.charDevices = w.charDevices || o.CharDevices
+	}
 	seen := map[string]bool{}
 	for i := range spec.PFs {
 		pf, err := resolve(spec.PFs[i])
@@ -124,19 +138,20 @@ func (pf PF) vf(i int) VF {
 }
 
 type writer struct {
-	root       string
-	bridges    map[string]string // "<domain>:<bus>" -> bridge dir
-	iommuGroup int
-	ifIndex    int
-	vfioDev    int
-	uverbs     int
-	rdmaDev    int
-	vdpaDev    int
-	uioDev     int
-	auxIDs     map[string]int
-	drivers    map[string]bool
-	routes     []string
-	devlink    map[string]any
+	root        string
+	bridges     map[string]string // "<domain>:<bus>" -> bridge dir
+	iommuGroup  int
+	ifIndex     int
+	vfioDev     int
+	uverbs      int
+	rdmaDev     int
+	vdpaDev     int
+	uioDev      int
+	auxIDs      map[string]int
+	drivers     map[string]bool
+	charDevices bool
+	routes      []string
+	devlink     map[string]any
 }
 
 func (w *writer) sys(rel string) string { return filepath.Join(w.root, "sys", rel) }
@@ -368,10 +383,10 @@ func (w *writer) vfio(dir string) error {
 		return err
 	}
 	w.vfioDev++
-	if err := w.write(filepath.Join(w.root, "dev/vfio/vfio"), ""); err != nil {
+	if err := w.devNode("vfio/vfio"); err != nil {
 		return err
 	}
-	return w.write(filepath.Join(w.root, "dev/vfio", node), "")
+	return w.devNode("vfio/" + node)
 }
 
 func (w *writer) uio(dir string) error {
@@ -380,7 +395,7 @@ func (w *writer) uio(dir string) error {
 	if err := w.files(filepath.Join(dir, "uio", n), "name", "igb_uio"); err != nil {
 		return err
 	}
-	return w.write(filepath.Join(w.root, "dev", n), "")
+	return w.devNode(n)
 }
 
 var linkTypeNumbers = map[string]string{"ether": "1", "infiniband": "32"}
@@ -446,12 +461,12 @@ func (w *writer) rdma(devDir string) error {
 			if err := w.files(filepath.Join(devDir, class, name), "ibdev", ib); err != nil {
 				return err
 			}
-			if err := w.write(filepath.Join(w.root, "dev/infiniband", name), ""); err != nil {
+			if err := w.devNode("infiniband/" + name); err != nil {
 				return err
 			}
 		}
 	}
-	return w.write(filepath.Join(w.root, "dev/infiniband/rdma_cm"), "")
+	return w.devNode("infiniband/rdma_cm")
 }
 
 func (w *writer) vdpa(parentDir, kind string) error {
@@ -472,7 +487,7 @@ func (w *writer) vdpa(parentDir, kind string) error {
 		if err := w.files(filepath.Join(dir, dev), "dev", "511:"+strconv.Itoa(w.vdpaDev)); err != nil {
 			return err
 		}
-		if err := w.write(filepath.Join(w.root, "dev", dev), ""); err != nil {
+		if err := w.devNode(dev); err != nil {
 			return err
 		}
 	}
@@ -549,7 +564,31 @@ func (w *writer) finish() error {
 			return err
 		}
 	}
+	for _, n := range []string{"vhost-net", "net/tun"} {
+		if err := w.devNode(n); err != nil {
+			return err
+		}
+	}
+	if err := w.write(filepath.Join(w.root, host.SimulatedMarker), "written by sriov-dra simulate\n"); err != nil {
+		return err
+	}
 	return w.write(w.sys("bus/pci/drivers_probe"), "")
+}
+
+// devNode creates a /dev entry: a char device or an empty file.
+func (w *writer) devNode(rel string) error {
+	p := filepath.Join(w.root, "dev", rel)
+	if _, err := os.Lstat(p); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if w.charDevices {
+		// 1:3 is /dev/null: harmless if a test container opens it.
+		return syscall.Mknod(p, syscall.S_IFCHR|0o666, 1<<8|3)
+	}
+	return os.WriteFile(p, nil, 0o644)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,141 @@
+// Package checkpoint records which claims the driver prepared, so that a
+// restarted driver can unprepare them, restore drivers it rebound and remove
+// files it wrote. The file is versioned, checksummed and replaced atomically.
+package checkpoint
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Version is the checkpoint format written by this driver.
+const Version = "v1"
+
+// Claim states: an entry is written "preparing" before any side effect and
+// "prepared" once everything is in place, so a crash in between is rolled
+// back on restart.
+const (
+	StatePreparing = "preparing"
+	StatePrepared  = "prepared"
+)
+
+// Device is one prepared device of a claim.
+type Device struct {
+	Request      string   `json:"request"`
+	Pool         string   `json:"pool"`
+	Name         string   `json:"name"`
+	PCIAddress   string   `json:"pciAddress,omitempty"`
+	CDIDeviceIDs []string `json:"cdiDeviceIDs,omitempty"`
+	// OriginalDriver is the driver to restore when BoundDriver was set for the claim.
+	OriginalDriver string `json:"originalDriver,omitempty"`
+	BoundDriver    string `json:"boundDriver,omitempty"`
+}
+
+// Claim is one prepared (or half-prepared) claim.
+type Claim struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	State     string   `json:"state"`
+	CDISpec   string   `json:"cdiSpec,omitempty"`
+	InfoFiles []string `json:"deviceInfoFiles,omitempty"`
+	Devices   []Device `json:"devices,omitempty"`
+}
+
+// Data is the checkpoint content.
+type Data struct {
+	// BootID ties entries to one boot: after a reboot nothing is prepared.
+	BootID string           `json:"bootID"`
+	Claims map[string]Claim `json:"claims"`
+}
+
+type file struct {
+	Version  string          `json:"version"`
+	Checksum string          `json:"checksum"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// Load reads the checkpoint at path. A missing file is an empty checkpoint.
+// A file from another boot loads with its claims, and stale reports it, so the
+// caller can clean up what they left (specs in a persistent CDI dir).
+func Load(path, bootID string) (d Data, stale bool, err error) {
+	d = Data{BootID: bootID, Claims: map[string]Claim{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return d, false, nil
+	}
+	if err != nil {
+		return d, false, fmt.Errorf("read checkpoint: %w", err)
+	}
+	var f file
+	if err := json.Unmarshal(b, &f); err != nil {
+		return d, false, fmt.Errorf("checkpoint %s is corrupt: %w", path, err)
+	}
+	if f.Version != Version {
+		return d, false, fmt.Errorf("checkpoint %s: version %q, this driver reads %q", path, f.Version, Version)
+	}
+	if sum := checksum(f.Data); sum != f.Checksum {
+		return d, false, fmt.Errorf("checkpoint %s: checksum mismatch (%s, want %s)", path, sum, f.Checksum)
+	}
+	var loaded Data
+	if err := json.Unmarshal(f.Data, &loaded); err != nil {
+		return d, false, fmt.Errorf("checkpoint %s data: %w", path, err)
+	}
+	if loaded.Claims == nil {
+		loaded.Claims = map[string]Claim{}
+	}
+	return loaded, loaded.BootID != bootID, nil
+}
+
+// Save writes the checkpoint atomically and durably: temp file, fsync,
+// rename, fsync of the directory. When Save returns, the state survives a
+// crash or power loss.
+func Save(path string, d Data) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(file{Version: Version, Checksum: checksum(data), Data: data})
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	df, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer df.Close()
+	return df.Sync()
+}
+
+func checksum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
