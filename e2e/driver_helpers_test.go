@@ -41,9 +41,12 @@ func newSimHost(t testing.TB, spec simhost.Spec) *simHost {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(parent) })
 	h := &simHost{dir: filepath.Join(parent, "host")}
-	require.NoError(t, simhost.Write(h.dir, spec))
+	// Real char devices: the runtime creates container device nodes from them.
+	require.NoError(t, simhost.Write(h.dir, spec, simhost.WriteOptions{CharDevices: true}))
 	return h
 }
+
+func (h *simHost) devRoot() string { return filepath.Join(h.dir, "dev") }
 
 func (h *simHost) sysfs() string { return filepath.Join(h.dir, "sys") }
 
@@ -52,7 +55,7 @@ func (h *simHost) sysfs() string { return filepath.Join(h.dir, "sys") }
 func (h *simHost) replace(t testing.TB, spec simhost.Spec) {
 	t.Helper()
 	next := h.dir + ".next"
-	require.NoError(t, simhost.Write(next, spec))
+	require.NoError(t, simhost.Write(next, spec, simhost.WriteOptions{CharDevices: true}))
 	old := h.dir + ".old"
 	require.NoError(t, os.Rename(h.dir, old))
 	require.NoError(t, os.Rename(next, h.dir))
@@ -92,6 +95,7 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 		o.pluginDir = filepath.Join(cluster.KubeletRootDir(), "plugins", driverName)
 	}
 	args := []string{"run", "--node-name", o.node, "--kubeconfig", cluster.Kubeconfig,
+		"--device-info-dir", devInfoDir(),
 		"--sysfs-root", o.host.sysfs(), "--cdi-root", cluster.CDIDir,
 		"--plugin-dir", o.pluginDir, "--registrar-dir", o.registrar,
 		"--rescan-interval", o.rescan.String(), "-v", "2"}
@@ -241,3 +245,5 @@ func applyDeviceClasses(ctx context.Context, t *testing.T, files ...string) {
 		})
 	}
 }
+
+func devInfoDir() string { return filepath.Join(cluster.Dir, "devinfo") }

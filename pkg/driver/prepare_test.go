@@ -36,7 +36,7 @@ func newTestPreparer(t *testing.T, spec simhost.Spec) *testPreparer {
 	p := &preparer{
 		driverName: "sriov.dra.dev", nodeName: "node", cdiRoot: filepath.Join(root, "cdi"), devInfoDir: filepath.Join(root, "devinfo"),
 		checkpoint: filepath.Join(root, "plugin", "checkpoint.json"), host: h,
-		inventory: func(ctx context.Context, _ bool) (*discovery.Inventory, error) { return discovery.Discover(ctx, h) },
+		inventory:   func(ctx context.Context, _ bool) (*discovery.Inventory, error) { return discovery.Discover(ctx, h) },
 		poolOptions: func(string) (prepare.Options, bool) { return prepare.Options{}, false },
 		defaultRoutes: func() map[string]bool {
 			r, _ := h.DefaultRouteInterfaces()
