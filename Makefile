@@ -44,7 +44,10 @@ demo-host: build
 	$(BIN)/sriov-dra discover --sysfs-root $(DEMO_DIR)/sys
 	$(BIN)/sriov-dra pools --sysfs-root $(DEMO_DIR)/sys --config deployments/examples/classic-config.json
 
-demo: demo-host
+# demo: the README's first command: a real cluster, the driver on a
+# simulated host, a pod with a VF; KEEP=1 leaves it running.
+demo:
+	./hack/demo.sh
 
 tools:
 	./hack/build-k8s.sh

@@ -16,6 +16,7 @@ func runSimulate(_ context.Context, args []string, stdout io.Writer) error {
 	specPath := fs.String("spec", "", "YAML host spec to write")
 	profiles := fs.String("profile", "", "built-in profiles, comma-separated: "+strings.Join(simhost.ProfileOrder, ", "))
 	out := fs.String("out", "", "directory to write the host into (must be empty or missing)")
+	charDevices := fs.Bool("char-devices", false, "make /dev entries real char devices (needs root), so container runtimes can inject them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,7 +39,7 @@ func runSimulate(_ context.Context, args []string, stdout io.Writer) error {
 	if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 {
 		return fmt.Errorf("--out %s is not empty", *out)
 	}
-	if err := simhost.Write(*out, spec); err != nil {
+	if err := simhost.Write(*out, spec, simhost.WriteOptions{CharDevices: *charDevices}); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "simulated host written to %s (use --sysfs-root %s/sys)\n", *out, *out)

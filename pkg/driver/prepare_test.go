@@ -29,7 +29,7 @@ type testPreparer struct {
 	h    *host.Host
 }
 
-func newTestPreparer(t *testing.T, spec simhost.Spec) *testPreparer {
+func newTestPreparer(t testing.TB, spec simhost.Spec) *testPreparer {
 	root := t.TempDir()
 	require.NoError(t, simhost.Write(filepath.Join(root, "host"), spec))
 	h := host.ForRoot(filepath.Join(root, "host"))
