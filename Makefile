@@ -31,6 +31,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags kernel ./e2e/kernel/
 
 fuzz:
 	TMPDIR=$(TEST_TMPDIR) $(GO) test ./pkg/pfrange/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
@@ -71,6 +72,10 @@ e2e: tools build $(BIN)/e2e-cluster
 bench-e2e: tools build $(BIN)/e2e-cluster
 	@(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 20m -run '^$$' -bench . -benchtime 3x ./ -bin-dir $(BIN)); rc=$$?; \
 	TMPDIR=/tmp $(BIN)/e2e-cluster clean -dir "" || rc=1; exit $$rc
+
+# e2e-kernel: real igb VFs in a QEMU VM; ARGS are passed to the test binary.
+e2e-kernel:
+	./hack/e2e-kernel.sh $(ARGS)
 
 cluster-up: tools build $(BIN)/e2e-cluster
 	@nohup $(BIN)/e2e-cluster up -dir $(CLUSTER_DIR) -bin-dir $(BIN) > $(OUTPUT)/cluster-up.log 2>&1 &

@@ -65,7 +65,7 @@ func TestCrashDuringPrepareAndUnprepare(t *testing.T) {
 		if prev != "" {
 			require.NoError(t, cluster.Client.CoreV1().Pods(ns).Delete(ctx, prev, metav1.DeleteOptions{}))
 		}
-		time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
 		d.kill()
 		stages[killStage(t, name)]++
 		d = startDriver(t, driverOpts{host: h})

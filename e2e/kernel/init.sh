@@ -1,0 +1,24 @@
+#!/bin/busybox sh
+# /init of the kernel-tier VM: load the drivers, create VFs, run the tests,
+# report on the console, power off.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+echo "INIT-UPTIME=$(cut -d' ' -f1 /proc/uptime)"
+for m in $(cat /modules.order); do
+	insmod /lib/modules/$m.ko || echo "insmod $m failed"
+done
+for pf in /sys/bus/pci/drivers/igb/0000:*; do
+	ip link set "$(ls $pf/net)" up
+	echo 4 > $pf/sriov_numvfs || echo "sriov_numvfs on $pf failed"
+done
+sleep 2
+echo "=== KERNEL TEST LOG BEGIN"
+/bin/kernel.test -test.v -test.timeout 300s $(cat /test-args) 2>&1
+rc=$?
+echo "=== KERNEL TEST LOG END"
+echo "KERNEL-TEST-EXIT=$rc"
+poweroff -f

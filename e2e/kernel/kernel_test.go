@@ -1,0 +1,214 @@
+//go:build kernel
+
+// Package kernel runs inside a QEMU VM (make e2e-kernel) against a real
+// kernel's /sys: emulated Intel 82576 PFs with real igb/igbvf VFs.
+package kernel
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/selector"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+)
+
+func realHost() *host.Host { return host.New(host.Options{}) }
+
+func discoverReal(t *testing.T) *discovery.Inventory {
+	t.Helper()
+	inv, err := discovery.Discover(context.Background(), realHost())
+	require.NoError(t, err)
+	for _, p := range inv.Problems() {
+		t.Logf("discovery problem: %s", p)
+	}
+	return inv
+}
+
+func vfsOf(inv *discovery.Inventory, pf string) []discovery.Device {
+	var out []discovery.Device
+	for d := range inv.All() {
+		if d.FunctionType == discovery.FunctionVF && d.RootDevice == pf {
+			out = append(out, *d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].VFIndex < out[j].VFIndex })
+	return out
+}
+
+// igbPFs are the igb PFs, by address.
+func igbPFs(t *testing.T) []string {
+	t.Helper()
+	pfs, err := filepath.Glob("/sys/bus/pci/drivers/igb/0000:*")
+	require.NoError(t, err)
+	require.Len(t, pfs, 2, "two emulated 82576 PFs")
+	for i := range pfs {
+		pfs[i] = filepath.Base(pfs[i])
+	}
+	sort.Strings(pfs)
+	return pfs
+}
+
+func TestDiscoveryFindsRealVFs(t *testing.T) {
+	inv := discoverReal(t)
+	for _, pf := range igbPFs(t) {
+		vfs := vfsOf(inv, pf)
+		require.Len(t, vfs, 4, "PF %s", pf)
+		pfNet, err := os.ReadDir("/sys/bus/pci/devices/" + pf + "/net")
+		require.NoError(t, err)
+		for i, d := range vfs {
+			assert.Equal(t, "8086", d.Vendor)
+			assert.Equal(t, "10ca", d.DeviceID)
+			assert.Equal(t, "igbvf", d.Driver)
+			assert.Equal(t, pfNet[0].Name(), d.PFName)
+			assert.Equal(t, i, d.VFIndex)
+			assert.GreaterOrEqual(t, d.IOMMUGroup, 0, "every VF in its own IOMMU group")
+			assert.NotEmpty(t, d.IfName)
+			assert.Equal(t, "ether", d.LinkType)
+			assert.Equal(t, discovery.FunctionVF, d.FunctionType)
+			assert.Regexp(t, `^0000:0[0-9a-f]:10\.[0246]$`, d.PCIAddress)
+		}
+		_, ok := inv.Get(discovery.PCIDeviceName(pf))
+		assert.False(t, ok, "a PF with VFs is not a device")
+	}
+	t.Logf("%d devices discovered", inv.Len())
+}
+
+// comparable is a device's attributes without what depends on addresses
+// or on how the kernel named interfaces.
+func comparable(d *discovery.Device) map[string]any {
+	a := d.PlainAttributes()
+	for _, k := range []string{"pciAddress", "rootDevice", "resource.kubernetes.io/pciBusID", "resource.kubernetes.io/pcieRoot",
+		"iommuGroup", "ifName", "pfName"} {
+		if _, ok := a[k]; ok {
+			a[k] = "<present>"
+		}
+	}
+	return a
+}
+
+// TestSimulatedProfileMatchesKernel compares discovery on the simulator's igb
+// profile with discovery on this kernel: the same devices, the same
+// attributes, apart from addresses and interface names.
+func TestSimulatedProfileMatchesKernel(t *testing.T) {
+	real := discoverReal(t)
+	h, _ := simhost.NewProfileHost(t, "igb")
+	sim, err := discovery.Discover(context.Background(), h)
+	require.NoError(t, err)
+	require.Equal(t, real.Len(), sim.Len(), "device count")
+	realDevs, simDevs := real.Devices(), sim.Devices()
+	for i := range realDevs {
+		assert.Equal(t, comparable(&realDevs[i]), comparable(&simDevs[i]), "device %d: real %s, simulated %s", i, realDevs[i].Name, simDevs[i].Name)
+	}
+	out, err := exec.Command("/bin/sriov-dra", "discover", "-o", "json").CombinedOutput()
+	require.NoError(t, err, string(out))
+	fmt.Printf("real discover -o json:\n%s\n", out)
+}
+
+func TestClassicSelectorsMatchSimulated(t *testing.T) {
+	pfs := igbPFs(t)
+	real := discoverReal(t)
+	realPF := vfsOf(real, pfs[0])[0].PFName
+	h, _ := simhost.NewProfileHost(t, "igb")
+	sim, err := discovery.Discover(context.Background(), h)
+	require.NoError(t, err)
+	simPF := "enp1s0"
+	poolsOf := func(inv *discovery.Inventory, pf string) map[string][]int {
+		cfg, err := classic.Decode([]byte(`{"resourceList":[
+			{"resourceName":"range","selectors":{"pfNames":["` + pf + `#1-2"]}},
+			{"resourceName":"ids","selectors":{"vendors":["8086"],"devices":["10ca"],"drivers":["igbvf"]}}]}`))
+		require.NoError(t, err)
+		cfg.Default("")
+		require.NoError(t, cfg.Validate())
+		res, err := selector.Select(cfg, inv)
+		require.NoError(t, err)
+		out := map[string][]int{}
+		for _, p := range res.Pools {
+			for _, d := range p.Devices {
+				out[p.Name()] = append(out[p.Name()], d.VFIndex)
+			}
+			sort.Ints(out[p.Name()])
+		}
+		return out
+	}
+	want := poolsOf(sim, simPF)
+	assert.Equal(t, []int{1, 2}, want["intel.com/range"])
+	assert.Equal(t, want, poolsOf(real, realPF))
+}
+
+// TestRebindToVFIOAndBack binds a real VF to vfio-pci the way prepare does,
+// opens its group node, and restores igbvf.
+func TestRebindToVFIOAndBack(t *testing.T) {
+	h := realHost()
+	vf := vfsOf(discoverReal(t), igbPFs(t)[1])[3]
+	prev, err := h.BindDriver(vf.PCIAddress, "vfio-pci")
+	require.NoError(t, err)
+	assert.Equal(t, "igbvf", prev)
+	d, ok := discoverReal(t).Get(vf.Name)
+	require.True(t, ok)
+	assert.Equal(t, "vfio-pci", d.Driver)
+	assert.Empty(t, d.IfName, "no netdev on vfio-pci")
+	node := fmt.Sprintf("/dev/vfio/%d", d.IOMMUGroup)
+	f, err := os.OpenFile(node, os.O_RDWR, 0)
+	require.NoError(t, err, "the group node is usable")
+	f.Close()
+	_, err = h.BindDriver(vf.PCIAddress, "igbvf")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		d, ok := discoverReal(t).Get(vf.Name)
+		return ok && d.Driver == "igbvf" && d.IfName != ""
+	}, 10*time.Second, 200*time.Millisecond, "igbvf and its netdev are back")
+}
+
+func TestPFLinkDownSeenOnVFs(t *testing.T) {
+	pf := igbPFs(t)[0]
+	vfs := vfsOf(discoverReal(t), pf)
+	pfName := vfs[0].PFName
+	require.NoError(t, exec.Command("ip", "link", "set", pfName, "down").Run())
+	defer exec.Command("ip", "link", "set", pfName, "up").Run()
+	require.Eventually(t, func() bool {
+		for _, d := range vfsOf(discoverReal(t), pf) {
+			if d.OperState != "down" {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 200*time.Millisecond, "VFs follow their PF down")
+	_, err := os.ReadFile("/sys/class/net/" + pfName + "/carrier")
+	assert.Error(t, err, "a down PF's carrier cannot be read")
+	require.NoError(t, exec.Command("ip", "link", "set", pfName, "up").Run())
+}
+
+func TestNumVFsChangeSeenByRescan(t *testing.T) {
+	pf := igbPFs(t)[0]
+	numvfs := "/sys/bus/pci/devices/" + pf + "/sriov_numvfs"
+	write := func(n string) { require.NoError(t, os.WriteFile(numvfs, []byte(n), 0o644), "sriov_numvfs=%s", n) }
+	err := os.WriteFile(numvfs, []byte("2"), 0o644)
+	assert.Error(t, err, "changing a non-zero VF count directly is EBUSY")
+	write("0")
+	inv := discoverReal(t)
+	assert.Empty(t, vfsOf(inv, pf))
+	pfDev, ok := inv.Get(discovery.PCIDeviceName(pf))
+	require.True(t, ok, "a PF without VFs is a device")
+	assert.Equal(t, discovery.FunctionPF, pfDev.FunctionType)
+	write("2")
+	require.Eventually(t, func() bool { return len(vfsOf(discoverReal(t), pf)) == 2 }, 15*time.Second, 200*time.Millisecond)
+	write("0")
+	write("4")
+	require.Eventually(t, func() bool {
+		vfs := vfsOf(discoverReal(t), pf)
+		return len(vfs) == 4 && !strings.Contains(vfs[3].IfName, " ")
+	}, 15*time.Second, 200*time.Millisecond)
+}
