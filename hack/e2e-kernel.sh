@@ -84,8 +84,8 @@ run_vm() {
 		-append "console=ttyS0 intel_iommu=on no_timer_check panic=-1 quiet" \
 		-device intel-iommu,intremap=on,eim=on,caching-mode=on \
 		-device pcie-root-port,id=rp1,chassis=1,slot=1 -device pcie-root-port,id=rp2,chassis=2,slot=2 \
-		-netdev user,id=n1,restrict=on -device igb,bus=rp1,netdev=n1 \
-		-netdev user,id=n2,restrict=on -device igb,bus=rp2,netdev=n2 \
+		-netdev user,id=n1,restrict=on,ipv6=off -device igb,bus=rp1,netdev=n1 \
+		-netdev user,id=n2,restrict=on,ipv6=off -device igb,bus=rp2,netdev=n2 \
 		</dev/null >"$console" 2>&1 || true
 	log "VM ran $((SECONDS - start))s"
 	sed -n '/^=== KERNEL TEST LOG BEGIN/,/^=== KERNEL TEST LOG END/p' "$console" >"$art/test.log"
@@ -93,7 +93,7 @@ run_vm() {
 	rc=$(sed -n 's/^KERNEL-TEST-EXIT=\([0-9]*\).*/\1/p' "$console" | tail -1)
 	[ -n "$rc" ] || { tail -40 "$console" >&2; fail "the VM did not report a result (console: $console)"; }
 	cat "$art/test.log"
-	log "boot to /init: $(sed -n 's/^INIT-UPTIME=//p' "$console")s; tests exit $rc"
+	log "boot to /init: $(grep -o 'INIT-UPTIME=[0-9.]*' "$console" | cut -d= -f2)s; tests exit $rc"
 	return "$rc"
 }
 

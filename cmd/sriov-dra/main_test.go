@@ -40,8 +40,8 @@ func TestDiscoverJSONExactFormat(t *testing.T) {
 	code, out, errs := runCLI(t, "discover", "--sysfs-root", dir+"/sys", "-o", "json")
 	require.Equal(t, 0, code, errs)
 	want := `{"devices":[` +
-		`{"name":"pci-0000-3b-02-0","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":1,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
-		`{"name":"pci-0000-d8-00-0","attributes":{"deviceID":"0d90","deviceType":"accelerator","driver":"dfl-pci","functionType":"pf","iommuGroup":2,"pciAddress":"0000:d8:00.0","resource.kubernetes.io/pciBusID":"0000:d8:00.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:d8:00.0","vendor":"8086"}}` +
+		`{"name":"pci-0000-3b-02-0","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":4,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
+		`{"name":"pci-0000-d8-00-0","attributes":{"deviceID":"0d90","deviceType":"accelerator","driver":"dfl-pci","functionType":"pf","iommuGroup":3,"pciAddress":"0000:d8:00.0","resource.kubernetes.io/pciBusID":"0000:d8:00.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:d8:00.0","vendor":"8086"}}` +
 		"]}\n"
 	assert.Equal(t, want, out)
 }

@@ -21,6 +21,7 @@ import (
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
@@ -160,10 +161,16 @@ func TestRebindToVFIOAndBack(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "vfio-pci", d.Driver)
 	assert.Empty(t, d.IfName, "no netdev on vfio-pci")
-	node := fmt.Sprintf("/dev/vfio/%d", d.IOMMUGroup)
-	f, err := os.OpenFile(node, os.O_RDWR, 0)
-	require.NoError(t, err, "the group node is usable")
-	f.Close()
+	// The prepare path's edits for the rebound device name real, openable nodes.
+	edits, err := prepare.ForDevice(&d, prepare.Options{}, h)
+	require.NoError(t, err)
+	require.Len(t, edits.Nodes, 2)
+	assert.Equal(t, fmt.Sprintf("/dev/vfio/%d", d.IOMMUGroup), edits.Nodes[1].Path)
+	for _, n := range edits.Nodes {
+		f, err := os.OpenFile(n.HostPath, os.O_RDWR, 0)
+		require.NoError(t, err, "%s is usable", n.HostPath)
+		f.Close()
+	}
 	_, err = h.BindDriver(vf.PCIAddress, "igbvf")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -201,6 +208,10 @@ func TestNumVFsChangeSeenByRescan(t *testing.T) {
 	inv := discoverReal(t)
 	assert.Empty(t, vfsOf(inv, pf))
 	pfDev, ok := inv.Get(discovery.PCIDeviceName(pf))
+	if !ok {
+		r, _ := realHost().DefaultRouteInterfaces()
+		t.Logf("PF %s is not a device; interfaces with a default route: %v", pf, r)
+	}
 	require.True(t, ok, "a PF without VFs is a device")
 	assert.Equal(t, discovery.FunctionPF, pfDev.FunctionType)
 	write("2")
@@ -211,4 +222,48 @@ func TestNumVFsChangeSeenByRescan(t *testing.T) {
 		vfs := vfsOf(discoverReal(t), pf)
 		return len(vfs) == 4 && !strings.Contains(vfs[3].IfName, " ")
 	}, 15*time.Second, 200*time.Millisecond)
+}
+
+// TestSimulatedSysfsLayoutMatchesKernel compares the raw sysfs the simulator
+// writes for the first igb PF and its VF 1 with the kernel's: link targets,
+// attribute formats and which entries exist.
+func TestSimulatedSysfsLayoutMatchesKernel(t *testing.T) {
+	_, simRoot := simhost.NewProfileHost(t, "igb")
+	pf := igbPFs(t)[0]
+	vf := vfsOf(discoverReal(t), pf)[1].PCIAddress
+	roots := map[string]string{"kernel": "/sys", "simulated": filepath.Join(simRoot, "sys")}
+	layout := func(root string) map[string]string {
+		out := map[string]string{}
+		for _, dev := range []struct{ role, addr string }{{"pf", pf}, {"vf", vf}} {
+			dir := filepath.Join(root, "bus/pci/devices", dev.addr)
+			for _, link := range []string{"driver", "iommu_group", "physfn", "virtfn1", "subsystem"} {
+				if target, err := os.Readlink(filepath.Join(dir, link)); err == nil {
+					// Compare the shape: depth and the last two elements.
+					parts := strings.Split(target, "/")
+					out[dev.role+"/"+link] = fmt.Sprintf("%d ../ then %s", strings.Count(target, "../"), strings.Join(parts[max(0, len(parts)-2):], "/"))
+				}
+			}
+			for _, file := range []string{"vendor", "device", "class", "numa_node", "sriov_totalvfs", "sriov_numvfs", "sriov_offset", "sriov_stride", "sriov_vf_device", "driver_override"} {
+				if b, err := os.ReadFile(filepath.Join(dir, file)); err == nil {
+					out[dev.role+"/"+file] = strings.TrimSpace(string(b))
+				}
+			}
+		}
+		return out
+	}
+	real, sim := layout(roots["kernel"]), layout(roots["simulated"])
+	// Group numbers depend on how many other devices the machine has (the
+	// VM's host bridge, LPC, SATA...); what must match is the order: the VF's
+	// group comes after both PFs', as VFs are created after boot.
+	for _, m := range []map[string]string{real, sim} {
+		var pfGroup, vfGroup int
+		fmt.Sscanf(m["pf/iommu_group"], "4 ../ then iommu_groups/%d", &pfGroup)
+		fmt.Sscanf(m["vf/iommu_group"], "4 ../ then iommu_groups/%d", &vfGroup)
+		m["vf/iommu_group"] = fmt.Sprintf("PF group + %d", vfGroup-pfGroup)
+		m["pf/iommu_group"] = strings.TrimRight(m["pf/iommu_group"], "0123456789") + "N"
+	}
+	// The simulator has no subsystem links; the kernel's are not read by sriov-dra.
+	delete(real, "pf/subsystem")
+	delete(real, "vf/subsystem")
+	assert.Equal(t, real, sim)
 }

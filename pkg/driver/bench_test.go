@@ -39,7 +39,9 @@ func BenchmarkPrepareUnprepare(b *testing.B) {
 		durations = append(durations, time.Since(start))
 	}
 	slices.Sort(durations)
-	pct := func(q float64) float64 { return float64(durations[int(q*float64(len(durations)-1))].Microseconds()) / 1000 }
+	pct := func(q float64) float64 {
+		return float64(durations[int(q*float64(len(durations)-1))].Microseconds()) / 1000
+	}
 	b.ReportMetric(pct(0.5), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 }

@@ -88,7 +88,7 @@ func TestPrepareRebindAndUnprepare(t *testing.T) {
 	env := strings.Join(spec.ContainerEdits.Env, "\n")
 	assert.Contains(t, env, "PCIDEVICE_INTEL_COM_DPDK=0000:3b:02.1")
 	assert.Contains(t, env, `"vhost":{"net-mount":"/dev/vhost-net","tun-mount":"/dev/net/tun"}`)
-	assert.Contains(t, env, `"vfio":{"dev-mount":"/dev/vfio/2","mount":"/dev/vfio/vfio"}`)
+	assert.Contains(t, env, `"vfio":{"dev-mount":"/dev/vfio/3","mount":"/dev/vfio/vfio"}`)
 	info, err := os.ReadFile(filepath.Join(p.devInfoDir, "intel.com-dpdk-0000:3b:02.1-device.json"))
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:3b:02.1","pf-pci-address":"0000:3b:00.0","vhost-net":"/dev/vhost-net"}}`, string(info))

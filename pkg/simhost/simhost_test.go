@@ -27,7 +27,7 @@ func TestKernelLayout(t *testing.T) {
 	pf := filepath.Join(sys, "devices/pci0000:00/0000:00:01.0/0000:01:00.0")
 	vf := filepath.Join(sys, "devices/pci0000:00/0000:00:01.0/0000:01:10.2")
 	assert.Equal(t, "../../../../bus/pci/drivers/igb", readlink(t, filepath.Join(pf, "driver")))
-	assert.Equal(t, "../../../../kernel/iommu_groups/0", readlink(t, filepath.Join(pf, "iommu_group")))
+	assert.Equal(t, "../../../../kernel/iommu_groups/2", readlink(t, filepath.Join(pf, "iommu_group")), "bridges, then PFs, then VFs, as the kernel numbers them")
 	assert.Equal(t, "../0000:01:10.2", readlink(t, filepath.Join(pf, "virtfn1")))
 	assert.Equal(t, "../0000:01:00.0", readlink(t, filepath.Join(vf, "physfn")))
 	for file, want := range map[string]string{

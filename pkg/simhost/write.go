@@ -43,6 +43,7 @@ func Write(dir string, spec Spec, opts ...WriteOptions) error {
 		w.charDevices = w.charDevices || o.CharDevices
 	}
 	seen := map[string]bool{}
+	pfs := make([]PF, len(spec.PFs))
 	for i := range spec.PFs {
 		pf, err := resolve(spec.PFs[i])
 		if err != nil {
@@ -54,8 +55,29 @@ func Write(dir string, spec Spec, opts ...WriteOptions) error {
 			}
 			seen[a] = true
 		}
-		if err := w.pf(pf); err != nil {
-			return fmt.Errorf("pfs[%d] %s: %w", i, pf.Address, err)
+		pfs[i] = pf
+	}
+	// The kernel numbers IOMMU groups in enumeration order: bridges and PFs
+	// at boot, in bus order, VFs only when they are created. Do the same.
+	byAddr := make([]int, len(pfs))
+	for i := range byAddr {
+		byAddr[i] = i
+	}
+	slices.SortStableFunc(byAddr, func(a, b int) int { return strings.Compare(pfs[a].Address, pfs[b].Address) })
+	for _, i := range byAddr {
+		a, _ := parseAddr(pfs[i].Address)
+		if _, err := w.bridge(a, pfs[i].Root); err != nil {
+			return fmt.Errorf("pfs[%d] %s: %w", i, pfs[i].Address, err)
+		}
+	}
+	for _, i := range byAddr {
+		if err := w.pf(pfs[i]); err != nil {
+			return fmt.Errorf("pfs[%d] %s: %w", i, pfs[i].Address, err)
+		}
+	}
+	for i := range pfs {
+		if err := w.children(pfs[i]); err != nil {
+			return fmt.Errorf("pfs[%d] %s: %w", i, pfs[i].Address, err)
 		}
 	}
 	return w.finish()
@@ -204,7 +226,10 @@ func (w *writer) bridge(a pciAddr, root string) (string, error) {
 	if err := w.files(dir, "vendor", "0x8086", "device", "0x2030", "class", "0x060400", "numa_node", "-1"); err != nil {
 		return "", err
 	}
-	return dir, w.link(w.sys("bus/pci/devices/"+addr), dir)
+	if err := w.link(w.sys("bus/pci/devices/"+addr), dir); err != nil {
+		return "", err
+	}
+	return dir, w.iommu(dir, addr, false)
 }
 
 func (w *writer) driverLink(devDir, bus, driver, name string) error {
@@ -260,6 +285,21 @@ func (w *writer) pf(pf PF) error {
 			w.devlink = map[string]any{}
 		}
 		w.devlink[pf.Address] = map[string]string{"eswitchMode": pf.EswitchMode, "ddpProfile": pf.DDPProfile}
+	}
+	return nil
+}
+
+// children writes a PF's VFs, auxiliary devices and SFs.
+func (w *writer) children(pf PF) error {
+	a, _ := parseAddr(pf.Address)
+	parent, err := w.bridge(a, pf.Root)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(parent, pf.Address)
+	numa := "-1"
+	if pf.NUMANode != nil {
+		numa = strconv.Itoa(*pf.NUMANode)
 	}
 	for i := 0; i < pf.NumVFs; i++ {
 		if err := w.vfFunc(pf, a, parent, dir, numa, pf.vf(i)); err != nil {
