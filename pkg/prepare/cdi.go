@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"tags.cncf.io/container-device-interface/pkg/cdi"
+
+	"github.com/sriov-dra/sriov-dra/pkg/atomicfile"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 )
 
@@ -59,49 +61,17 @@ func WriteSpec(dir, fileName string, s *cdispec.Spec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
 	final := filepath.Join(dir, fileName)
-	tmp := filepath.Join(dir, "."+fileName+".tmp")
-	if err := writeSynced(tmp, data, 0o644); err != nil {
+	err = atomicfile.WriteFile(final, data, 0o644, func(tmp string) error {
+		if _, err := cdi.ReadSpec(tmp, 0); err != nil {
+			return fmt.Errorf("CDI spec for %s is invalid: %w", fileName, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return "", err
 	}
-	if _, err := cdi.ReadSpec(tmp, 0); err != nil {
-		_ = os.Remove(tmp)
-		return "", fmt.Errorf("CDI spec for %s is invalid: %w", fileName, err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		_ = os.Remove(tmp)
-		return "", err
-	}
-	return final, syncDir(dir)
-}
-
-// writeSynced writes data to path and fsyncs it.
-func writeSynced(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return final, nil
 }
 
 // RemoveFile deletes a file the driver wrote; a missing file is fine.
@@ -114,15 +84,5 @@ func RemoveFile(path string) error {
 
 // WriteFileAtomic writes a small file atomically (temp file, fsync, rename).
 func WriteFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := writeSynced(tmp, data, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return atomicfile.WriteFile(path, data, 0o644, nil)
 }
