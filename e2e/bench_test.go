@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/sriov-dra/sriov-dra/e2e/framework"
@@ -66,3 +68,63 @@ func BenchmarkDriverStartupToSlices(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkPodReady measures pod creation to Ready, without a claim and
+// with a one-VF claim prepared by sriov-dra (scheduling, prepare, CDI).
+func BenchmarkPodReady(b *testing.B) {
+	ctx := context.Background()
+	h := newSimHost(b, profiles(b, "e810"))
+	startDriver(b, driverOpts{host: h, rescan: time.Minute})
+	waitDevices(ctx, b, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(b, h)))
+	ns := framework.Namespace(ctx, b, cluster.Client, "bench")
+	dc := &resourceapi.DeviceClass{ObjectMeta: metav1.ObjectMeta{Name: "bench-vf"}, Spec: resourceapi.DeviceClassSpec{
+		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: `device.driver == "sriov.dra.dev"`}}}}}
+	_, _ = cluster.Client.ResourceV1().DeviceClasses().Create(ctx, dc, metav1.CreateOptions{})
+	defer cluster.Client.ResourceV1().DeviceClasses().Delete(ctx, dc.Name, metav1.DeleteOptions{})
+	for _, withClaim := range []bool{false, true} {
+		b.Run(fmt.Sprintf("claim=%t", withClaim), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				name := fmt.Sprintf("ready-%t-%d", withClaim, i)
+				pod := framework.BusyboxPod(ns, name, "exec sleep 3600")
+				if withClaim {
+					_, err := cluster.Client.ResourceV1().ResourceClaims(ns).Create(ctx, simpleClaim(ns, name, dc.Name, 1), metav1.CreateOptions{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					pod = podWithClaims(ns, name, "exec sleep 3600", name)
+				}
+				start := time.Now()
+				if _, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+					p, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+					if err != nil {
+						return false, nil
+					}
+					for _, c := range p.Status.Conditions {
+						if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+							return true, nil
+						}
+					}
+					return false, nil
+				})
+				if err != nil {
+					b.Fatal(framework.DescribePod(ctx, cluster.Client, ns, name))
+				}
+				b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-to-ready")
+				b.StopTimer()
+				_ = cluster.Client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptrTo(int64(0))})
+				_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+					_, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+					return err != nil, nil
+				})
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -65,7 +65,12 @@ func TestCrashDuringPrepareAndUnprepare(t *testing.T) {
 		if prev != "" {
 			require.NoError(t, cluster.Client.CoreV1().Pods(ns).Delete(ctx, prev, metav1.DeleteOptions{}))
 		}
-		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
+		if i%2 == 0 {
+			time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
+		} else {
+			// Aim at the window between "preparing" and "prepared".
+			waitForStage(t, name, checkpoint.StatePreparing, 5*time.Second)
+		}
 		d.kill()
 		stages[killStage(t, name)]++
 		d = startDriver(t, driverOpts{host: h})
@@ -89,6 +94,23 @@ func TestCrashDuringPrepareAndUnprepare(t *testing.T) {
 		prev = name
 	}
 	t.Logf("%d kill -9 iterations in %s; the new claim was, at the kill: %v", crashIterations(), time.Since(start).Round(time.Second), stages)
+}
+
+// waitForStage polls the checkpoint until the claim reaches state (or the
+// timeout passes), so that the kill lands inside that step.
+func waitForStage(t *testing.T, claim, state string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		d, _, err := checkpoint.Load(filepath.Join(cluster.KubeletRootDir(), "plugins", driverName, "checkpoint.json"), "unknown")
+		if err == nil {
+			for _, e := range d.Claims {
+				if e.Name == claim && e.State == state {
+					return
+				}
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // killStage tells how far preparing the claim had got when the driver died.

@@ -149,7 +149,7 @@ func (d *driverProcess) stop(t testing.TB) {
 }
 
 // nodeSlices lists the driver's slices for a node.
-func nodeSlices(ctx context.Context, t *testing.T, node string) []resourceapi.ResourceSlice {
+func nodeSlices(ctx context.Context, t testing.TB, node string) []resourceapi.ResourceSlice {
 	t.Helper()
 	list, err := cluster.Client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{
 		FieldSelector: "spec.driver=" + driverName + ",spec.nodeName=" + node,
@@ -178,7 +178,7 @@ func publishedDevices(slices []resourceapi.ResourceSlice) map[string]int {
 }
 
 // waitDevices waits until the node's published devices satisfy ok.
-func waitDevices(ctx context.Context, t *testing.T, node string, timeout time.Duration, ok func(map[string]int) bool) map[string]int {
+func waitDevices(ctx context.Context, t testing.TB, node string, timeout time.Duration, ok func(map[string]int) bool) map[string]int {
 	t.Helper()
 	var got map[string]int
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {

@@ -2,6 +2,8 @@ package selector_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -172,4 +174,21 @@ func TestPoolOrder(t *testing.T) {
 	res, _ = selectPools(t, exampleHost(), cfg)
 	assert.Empty(t, poolIDs(res)["intel.com/dpdk"])
 	assert.Len(t, poolIDs(res)["intel.com/all"], 7)
+}
+
+func TestAcpiIndexesSelector(t *testing.T) {
+	h, root := simhost.NewHost(t, simhost.Spec{PFs: []simhost.PF{
+		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0"},
+		{Address: "0000:5b:00.0", Model: "e810", IfName: "ens2f0"},
+	}})
+	// Firmware names on-board NICs through acpi_index; the kernel shows it
+	// on the PCI function.
+	dir, err := filepath.EvalSymlinks(filepath.Join(root, "sys/bus/pci/devices/0000:5b:00.0"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "acpi_index"), []byte("3\n"), 0o444))
+	inv, err := discovery.Discover(context.Background(), h)
+	require.NoError(t, err)
+	res, err := selector.Select(cfgOf(t, `{"resourceList":[{"resourceName":"a","selectors":{"acpiIndexes":["3"]}}]}`), inv)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"0000:5b:00.0"}, res.Pools[0].IDs())
 }

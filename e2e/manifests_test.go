@@ -1,0 +1,100 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	authzv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+)
+
+// TestManifestsApplyAndGrantWhatTheDriverUses applies the deployment
+// manifests to the real apiserver (every object validated, the DaemonSet
+// with a server-side dry run since no image can be pulled here) and checks
+// with SubjectAccessReviews that the driver's service account may do what
+// the driver does, including the claim status writes of KEP-4817.
+func TestManifestsApplyAndGrantWhatTheDriverUses(t *testing.T) {
+	ctx := t.Context()
+	dyn, err := dynamic.NewForConfig(cluster.RestConfig)
+	require.NoError(t, err)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Client.Discovery()))
+	data, err := os.ReadFile("../deployments/manifests/sriov-dra.yaml")
+	require.NoError(t, err)
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var created []func()
+	defer func() {
+		for i := len(created) - 1; i >= 0; i-- {
+			created[i]()
+		}
+	}()
+	kinds := map[string]bool{}
+	for {
+		var obj unstructured.Unstructured
+		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		gvk := obj.GroupVersionKind()
+		kinds[gvk.Kind] = true
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		require.NoError(t, err, gvk.String())
+		ri := dyn.Resource(m.Resource)
+		var client dynamic.ResourceInterface = ri
+		if ns := obj.GetNamespace(); ns != "" {
+			client = ri.Namespace(ns)
+		}
+		opts := metav1.CreateOptions{}
+		if gvk.Kind == "DaemonSet" {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		_, err = client.Create(ctx, &obj, opts)
+		require.NoError(t, err, "%s %s", gvk.Kind, obj.GetName())
+		if opts.DryRun == nil {
+			name := obj.GetName()
+			created = append(created, func() { _ = client.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+		}
+	}
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "DaemonSet", "ConfigMap"} {
+		assert.True(t, kinds[k], "manifests include a %s", k)
+	}
+	user := "system:serviceaccount:sriov-dra:sriov-dra"
+	for _, a := range []authzv1.ResourceAttributes{
+		{Group: "resource.k8s.io", Resource: "resourceslices", Verb: "create"},
+		{Group: "resource.k8s.io", Resource: "resourceslices", Verb: "update"},
+		{Group: "resource.k8s.io", Resource: "resourceslices", Verb: "delete"},
+		{Group: "resource.k8s.io", Resource: "resourceslices", Verb: "watch"},
+		{Group: "resource.k8s.io", Resource: "resourceclaims", Verb: "get", Namespace: "any"},
+		{Group: "resource.k8s.io", Resource: "deviceclasses", Verb: "get"},
+		{Group: "resource.k8s.io", Resource: "resourceclaims", Subresource: "status", Verb: "update", Namespace: "any"},
+		{Group: "resource.k8s.io", Resource: "resourceclaims", Subresource: "driver", Verb: "associated-node:update", Namespace: "any"},
+		{Group: "resource.k8s.io", Resource: "resourceclaims", Subresource: "driver", Verb: "associated-node:patch", Namespace: "any"},
+		{Group: "", Resource: "nodes", Verb: "get"},
+	} {
+		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &a}}
+		got, err := cluster.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		require.NoError(t, err)
+		assert.True(t, got.Status.Allowed, "%s may %s %s/%s: %s", user, a.Verb, a.Resource, a.Subresource, got.Status.Reason)
+	}
+	denied := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{User: user,
+		ResourceAttributes: &authzv1.ResourceAttributes{Group: "", Resource: "secrets", Verb: "get", Namespace: "kube-system"}}}
+	got, err := cluster.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, denied, metav1.CreateOptions{})
+	require.NoError(t, err)
+	assert.False(t, got.Status.Allowed, "no more than it needs")
+}
