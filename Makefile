@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 TEST_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo /tmp)
 PKGS := ./...
 FUZZTIME ?= 2m
-BENCHTIME ?= 20x
+BENCHTIME ?= 1s
 DEMO_DIR ?= $(OUTPUT)/demo
 
 .PHONY: all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
