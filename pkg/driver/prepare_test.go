@@ -201,3 +201,28 @@ func TestStaleBootDropsClaims(t *testing.T) {
 	_, err = os.Stat(spec)
 	assert.True(t, os.IsNotExist(err))
 }
+
+func TestConfigClassThenClaimPerRequest(t *testing.T) {
+	p := newTestPreparer(t, e810())
+	c := claimFor("u", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","resourceName":"intel.com/from_class","needVhostNet":true}`, "pci-0000-3b-02-0")
+	opaque := func(src resourceapi.AllocationConfigSource, requests []string, params string) resourceapi.DeviceAllocationConfiguration {
+		return resourceapi.DeviceAllocationConfiguration{Source: src, Requests: requests, DeviceConfiguration: resourceapi.DeviceConfiguration{
+			Opaque: &resourceapi.OpaqueDeviceConfiguration{Driver: "sriov.dra.dev", Parameters: runtime.RawExtension{Raw: []byte(params)}}}}
+	}
+	// Listed claim-first to show that order in the list does not matter:
+	// class configs apply first, then the claim's.
+	c.Status.Allocation.Devices.Config = append([]resourceapi.DeviceAllocationConfiguration{
+		opaque(resourceapi.AllocationConfigSourceClaim, []string{"vf"}, `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","resourceName":"intel.com/from_claim"}`),
+		opaque(resourceapi.AllocationConfigSourceClaim, []string{"other"}, `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","driver":"vfio-pci"}`),
+		{Source: resourceapi.AllocationConfigSourceClaim, DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
+			Driver: "other.example.com", Parameters: runtime.RawExtension{Raw: []byte(`not json`)}}}},
+	}, c.Status.Allocation.Devices.Config...)
+	cfg, err := p.configFor(c, "vf")
+	require.NoError(t, err)
+	assert.Equal(t, "intel.com/from_claim", cfg.ResourceName, "the claim overrides the class")
+	assert.True(t, *cfg.NeedVhostNet, "the class setting stays where the claim is silent")
+	assert.Empty(t, cfg.Driver, "a config for another request does not apply")
+	sub, err := p.configFor(c, "vf/fast")
+	require.NoError(t, err)
+	assert.Equal(t, "intel.com/from_claim", sub.ResourceName, "a subrequest takes its request's config")
+}
