@@ -247,3 +247,32 @@ func TestPrepareTwoClaimsMerged(t *testing.T) {
 	sort.Strings(ids)
 	assert.Equal(t, ids, got, "one variable with both devices; log:\n%s", logs)
 }
+
+// TestPrepareClaimsInSeparateContainers: claims of one class used by two
+// containers of a pod stay apart: each container sees only its device.
+func TestPrepareClaimsInSeparateContainers(t *testing.T) {
+	ctx := t.Context()
+	h := newSimHost(t, profiles(t, "e810"))
+	startDriver(t, driverOpts{host: h})
+	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
+	classWithConfig(ctx, t, "e2e-netdev",
+		`device.driver == "sriov.dra.dev" && device.attributes["sriov.dra.dev"].driver == "iavf"`, "")
+	ns := framework.Namespace(ctx, t, cluster.Client, "split")
+	pod := podWithClaims(ns, "split", `env | grep PCIDEVICE`, "a")
+	second := pod.Spec.Containers[0]
+	second.Name = "second"
+	second.Resources.Claims = []corev1.ResourceClaim{{Name: "c1"}}
+	second.Command = []string{"sh", "-c", "env | grep PCIDEVICE; echo DONE; exec sleep 3600"}
+	pod.Spec.ResourceClaims = append(pod.Spec.ResourceClaims, corev1.PodResourceClaim{Name: "c1", ResourceClaimName: ptr.To("b")})
+	pod.Spec.Containers = append(pod.Spec.Containers, second)
+	logs := runUntilDone(ctx, t, ns, pod, simpleClaim(ns, "a", "e2e-netdev", 1), simpleClaim(ns, "b", "e2e-netdev", 1))
+	var secondLogs string
+	require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		secondLogs, _ = framework.ContainerLog(cluster, ns, "split", "second")
+		return strings.Contains(secondLogs, "DONE"), nil
+	}))
+	for ctr, l := range map[string]struct{ log, claim string }{"main": {logs, "a"}, "second": {secondLogs, "b"}} {
+		want := "PCIDEVICE_E2E_NETDEV=" + deviceIDOf(claimDevices(ctx, t, ns, l.claim)[0])
+		assert.Contains(t, envLines(l.log), want, "container %s sees only its own claim's device; log:\n%s", ctr, l.log)
+	}
+}

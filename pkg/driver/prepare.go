@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -329,34 +331,111 @@ func (p *preparer) bindAndEdit(ctx context.Context, w *claimWork) error {
 	return nil
 }
 
-// writeSpecs writes each claim's CDI spec and device-info files. Claims
-// for the same pod that set the same variable get one merged value.
+// writeSpecs writes each claim's CDI spec and device-info files. A claim's
+// variables list the devices of every claim that shares a container with it
+// (two claims of one class in one container give one merged variable, as
+// the classic plugin's single allocation did); claims in different
+// containers of a pod stay apart.
 func (p *preparer) writeSpecs(ctx context.Context, work []*claimWork) {
-	byPod := map[string]map[string][]prepare.DeviceEdits{}
-	podOf := func(c *resourceapi.ResourceClaim) string {
-		if len(c.Status.ReservedFor) > 0 {
-			return string(c.Status.ReservedFor[0].UID)
-		}
-		return "claim:" + string(c.UID)
-	}
+	peers := p.containerPeers(ctx, work)
 	for _, w := range work {
 		if w.err != nil {
 			continue
 		}
-		pod := podOf(w.claim)
-		if byPod[pod] == nil {
-			byPod[pod] = map[string][]prepare.DeviceEdits{}
+		resources := map[string][]prepare.DeviceEdits{}
+		for _, other := range work {
+			if other.err != nil || !peers[w.claim.UID][other.claim.UID] {
+				continue
+			}
+			for _, wd := range other.devices {
+				resources[wd.resource] = append(resources[wd.resource], wd.edits)
+			}
 		}
-		for _, wd := range w.devices {
-			byPod[pod][wd.resource] = append(byPod[pod][wd.resource], wd.edits)
-		}
+		w.err = p.writeClaimFiles(ctx, w, resources)
 	}
+}
+
+// containerPeers maps each claim to the claims (itself included) used by
+// the same container of the pod it is reserved for. Without the pod (no
+// client, or the pod cannot be read) every claim of the pod is a peer.
+func (p *preparer) containerPeers(ctx context.Context, work []*claimWork) map[types.UID]map[types.UID]bool {
+	peers := map[types.UID]map[types.UID]bool{}
+	link := func(a, b types.UID) {
+		if peers[a] == nil {
+			peers[a] = map[types.UID]bool{}
+		}
+		peers[a][b] = true
+	}
+	byPod := map[types.UID][]*claimWork{}
 	for _, w := range work {
-		if w.err != nil {
-			continue
+		link(w.claim.UID, w.claim.UID)
+		if len(w.claim.Status.ReservedFor) > 0 {
+			byPod[w.claim.Status.ReservedFor[0].UID] = append(byPod[w.claim.Status.ReservedFor[0].UID], w)
 		}
-		w.err = p.writeClaimFiles(ctx, w, byPod[podOf(w.claim)])
 	}
+	for podUID, claims := range byPod {
+		groups := p.containerClaimGroups(ctx, claims[0].claim, podUID)
+		if groups == nil {
+			groups = [][]string{nil} // one group: the whole pod
+			for _, w := range claims {
+				groups[0] = append(groups[0], w.claim.Name)
+			}
+		}
+		for _, g := range groups {
+			for _, a := range claims {
+				for _, b := range claims {
+					if slices.Contains(g, a.claim.Name) && slices.Contains(g, b.claim.Name) {
+						link(a.claim.UID, b.claim.UID)
+					}
+				}
+			}
+		}
+	}
+	return peers
+}
+
+// containerClaimGroups reads the pod a claim is reserved for and returns,
+// per container, the names of the ResourceClaims it uses; nil if unknown.
+func (p *preparer) containerClaimGroups(ctx context.Context, c *resourceapi.ResourceClaim, podUID types.UID) [][]string {
+	if p.client == nil {
+		return nil
+	}
+	ref := c.Status.ReservedFor[0]
+	if ref.Resource != "pods" || ref.APIGroup != "" {
+		return nil
+	}
+	pod, err := p.client.CoreV1().Pods(c.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil || pod.UID != podUID {
+		klog.FromContext(ctx).V(2).Info("Cannot read the claim's pod; merging variables pod-wide", "claim", klog.KObj(c), "err", err)
+		return nil
+	}
+	claimName := map[string]string{}
+	for _, pc := range pod.Spec.ResourceClaims {
+		if pc.ResourceClaimName != nil {
+			claimName[pc.Name] = *pc.ResourceClaimName
+		}
+	}
+	for _, st := range pod.Status.ResourceClaimStatuses {
+		if st.ResourceClaimName != nil {
+			claimName[st.Name] = *st.ResourceClaimName
+		}
+	}
+	var groups [][]string
+	for _, ctr := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		var g []string
+		for _, rc := range ctr.Resources.Claims {
+			if n, ok := claimName[rc.Name]; ok {
+				g = append(g, n)
+			}
+		}
+		groups = append(groups, g)
+	}
+	if ext := pod.Status.ExtendedResourceClaimStatus; ext != nil {
+		// A claim the scheduler made for extended resources serves every
+		// container that asked for one.
+		groups = append(groups, []string{ext.ResourceClaimName})
+	}
+	return groups
 }
 
 func (p *preparer) writeClaimFiles(_ context.Context, w *claimWork, resources map[string][]prepare.DeviceEdits) error {
