@@ -103,6 +103,7 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 		args = append(args, "--config", o.config)
 	}
 	args = append(args, o.extraFlags...)
+	registered := kubeletRegistrations()
 	log := filepath.Join(cluster.LogDir, fmt.Sprintf("sriov-dra-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano()))
 	f, err := os.Create(log)
 	require.NoError(t, err)
@@ -114,6 +115,14 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	require.NoError(t, cmd.Start())
 	d := &driverProcess{cmd: cmd, log: log, done: make(chan struct{})}
 	go func() { d.err = cmd.Wait(); f.Close(); close(d.done) }()
+	if o.node == cluster.NodeName && o.registrar == filepath.Join(cluster.KubeletRootDir(), "plugins_registry") {
+		// Pods created before the kubelet has connected to this instance
+		// fail their first prepare and wait out the kubelet's back-off.
+		deadline := time.Now().Add(30 * time.Second)
+		for kubeletRegistrations() <= registered && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	t.Cleanup(func() {
 		d.stop(t)
 		if t.Failed() {
@@ -247,3 +256,15 @@ func applyDeviceClasses(ctx context.Context, t *testing.T, files ...string) {
 }
 
 func devInfoDir() string { return filepath.Join(cluster.Dir, "devinfo") }
+
+// kubeletRegistrations counts the kubelet's connections to our driver.
+func kubeletRegistrations() int {
+	b, _ := os.ReadFile(filepath.Join(cluster.LogDir, "kubelet.log"))
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"Connection changed"`) && strings.Contains(line, `driverName="`+driverName+`"`) && strings.Contains(line, "connected=true") {
+			n++
+		}
+	}
+	return n
+}
