@@ -96,15 +96,16 @@ func TestCrashDuringPrepareAndUnprepare(t *testing.T) {
 	t.Logf("%d kill -9 iterations in %s; the new claim was, at the kill: %v", crashIterations(), time.Since(start).Round(time.Second), stages)
 }
 
-// waitForStage polls the checkpoint until the claim reaches state (or the
-// timeout passes), so that the kill lands inside that step.
+// waitForStage polls the checkpoint until the claim reaches state, so that
+// the kill lands inside that step; it gives up once the claim is prepared
+// (the window was missed) or the timeout passes.
 func waitForStage(t *testing.T, claim, state string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		d, _, err := checkpoint.Load(filepath.Join(cluster.KubeletRootDir(), "plugins", driverName, "checkpoint.json"), "unknown")
 		if err == nil {
 			for _, e := range d.Claims {
-				if e.Name == claim && e.State == state {
+				if e.Name == claim && (e.State == state || e.State == checkpoint.StatePrepared) {
 					return
 				}
 			}
