@@ -111,6 +111,14 @@ func clean(dir string, logf func(string, ...any)) error {
 		framework.CleanupDir(d, logf)
 		left = append(left, framework.Leftovers(d)...)
 	}
+	// Simulated hosts of e2e tests killed before their cleanup ran.
+	hosts, _ := filepath.Glob("/dev/shm/sriov-dra-host-*")
+	more, _ := filepath.Glob(filepath.Join(os.TempDir(), "sriov-dra-host-*"))
+	for _, h := range append(hosts, more...) {
+		if err := os.RemoveAll(h); err != nil {
+			left = append(left, "simulated host "+h+": "+err.Error())
+		}
+	}
 	if len(left) > 0 {
 		return fmt.Errorf("still left after cleanup:\n  %s", strings.Join(left, "\n  "))
 	}
