@@ -8,7 +8,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,6 +20,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
 
@@ -92,9 +96,35 @@ func TestManifestsApplyAndGrantWhatTheDriverUses(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, got.Status.Allowed, "%s may %s %s/%s: %s", user, a.Verb, a.Resource, a.Subresource, got.Status.Reason)
 	}
+	assertOwnNodeSlicesOnly(t)
 	denied := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{User: user,
 		ResourceAttributes: &authzv1.ResourceAttributes{Group: "", Resource: "secrets", Verb: "get", Namespace: "kube-system"}}}
 	got, err := cluster.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, denied, metav1.CreateOptions{})
 	require.NoError(t, err)
 	assert.False(t, got.Status.Allowed, "no more than it needs")
+}
+
+// assertOwnNodeSlicesOnly acts as the driver's service account on node
+// e2e-node (impersonation with the node-name extra a bound token carries)
+// and shows the ValidatingAdmissionPolicy at work: its own node's slice is
+// accepted, another node's is refused.
+func assertOwnNodeSlicesOnly(t *testing.T) {
+	ctx := t.Context()
+	cfg := rest.CopyConfig(cluster.RestConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:sriov-dra:sriov-dra",
+		Groups:   []string{"system:serviceaccounts", "system:authenticated"},
+		Extra:    map[string][]string{"authentication.kubernetes.io/node-name": {cluster.NodeName}},
+	}
+	sa, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	slices := sa.ResourceV1().ResourceSlices()
+	var lastErr error
+	// The policy takes a moment to be loaded by the apiserver.
+	require.Eventually(t, func() bool {
+		_, lastErr = slices.Create(ctx, smokeSlice("vap-other", "some-other-node", "sriov.dra.dev", 1), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return lastErr != nil && strings.Contains(lastErr.Error(), "may not write ResourceSlices of node some-other-node")
+	}, 30*time.Second, 200*time.Millisecond, "another node's slice must be refused; last: %v", lastErr)
+	_, err = slices.Create(ctx, smokeSlice("vap-own", cluster.NodeName, "sriov.dra.dev", 1), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	assert.NoError(t, err, "its own node's slice is accepted")
 }
