@@ -28,7 +28,7 @@ bench:
 	@./hack/bench-summary.sh $(OUTPUT)/bench.txt
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './_output/*' -not -path './.git/*')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
 	$(GO) vet -tags kernel ./e2e/kernel/

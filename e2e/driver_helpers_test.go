@@ -46,8 +46,6 @@ func newSimHost(t testing.TB, spec simhost.Spec) *simHost {
 	return h
 }
 
-func (h *simHost) devRoot() string { return filepath.Join(h.dir, "dev") }
-
 func (h *simHost) sysfs() string { return filepath.Join(h.dir, "sys") }
 
 // replace rewrites the host as spec describes and swaps it in with two

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -289,7 +291,7 @@ func TestClassicConfigResourceName(t *testing.T) {
 		for _, d := range s.Spec.Devices {
 			rn, ok := d.Attributes["k8s.cni.cncf.io/resourceName"]
 			id := *d.Attributes["k8s.cni.cncf.io/deviceID"].StringValue
-			if contains(pool, id) {
+			if slices.Contains(pool, id) {
 				require.True(t, ok, "device %s lacks resourceName", d.Name)
 				assert.Equal(t, "intel.com/intel_sriov_netdevice", *rn.StringValue)
 			}
@@ -312,19 +314,10 @@ func deviceIDOf(name string) string {
 	return fmt.Sprintf("%s:%s:%s.%s", p[0], p[1], p[2], p[3])
 }
 
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
-}
-
 // classicPool asks the pools CLI which devices a classic pool gets.
 func classicPool(t *testing.T, h *simHost, cfg, pool string) []string {
 	t.Helper()
-	out, err := execOutput(filepath.Join(*binDir, "sriov-dra"), "pools", "--config", cfg, "--sysfs-root", h.sysfs(), "-o", "json")
+	out, err := exec.Command(filepath.Join(*binDir, "sriov-dra"), "pools", "--config", cfg, "--sysfs-root", h.sysfs(), "-o", "json").Output()
 	require.NoError(t, err)
 	var res struct{ Pools map[string][]string }
 	require.NoError(t, json.Unmarshal(out, &res))

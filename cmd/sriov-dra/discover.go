@@ -66,7 +66,7 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	case "json":
 		return writeDevicesJSON(stdout, inv)
 	case "yaml":
-		pool, _, _, err := driver.DesiredPool(inv, cfg, *nodeName)
+		pool, _, _, err := driver.DesiredPool(inv, cfg)
 		if err != nil {
 			return err
 		}

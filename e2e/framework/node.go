@@ -67,9 +67,6 @@ func (c *Cluster) startNode(ctx context.Context) error {
 
 func (c *Cluster) containerdDir() string { return filepath.Join(c.Dir, "containerd") }
 
-// CRISocket is containerd's socket.
-func (c *Cluster) CRISocket() string { return c.criSocket }
-
 func (c *Cluster) startContainerd(ctx context.Context) error {
 	dir := c.containerdDir()
 	c.criSocket = filepath.Join(dir, criSockName)

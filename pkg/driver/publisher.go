@@ -94,7 +94,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		// Keep what was published: an unreadable host is not an empty one.
 		return false, fmt.Errorf("discover devices: %w", err)
 	}
-	pool, pools, problems, err := DesiredPool(inv, p.config, p.poolName)
+	pool, pools, problems, err := DesiredPool(inv, p.config)
 	if err != nil {
 		return false, err
 	}
@@ -117,7 +117,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 
 // DesiredPool is the pool a node publishes for an inventory: every device,
 // with its classic pool's resource name when a config is given.
-func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, poolName string) (resourceslice.Pool, *selector.Result, []slices.Problem, error) {
+func DesiredPool(inv *discovery.Inventory, cfg *classic.Config) (resourceslice.Pool, *selector.Result, []slices.Problem, error) {
 	var pools *selector.Result
 	var resourceNameOf func(string) string
 	if cfg != nil {
@@ -132,6 +132,6 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, poolName string)
 			return ""
 		}
 	}
-	pool, problems := slices.Build(inv, slices.Options{PoolName: poolName, ResourceNameOf: resourceNameOf})
+	pool, problems := slices.Build(inv, slices.Options{ResourceNameOf: resourceNameOf})
 	return pool, pools, problems, nil
 }

@@ -52,7 +52,7 @@ func SpecFileName(vendorClass, claimUID string) string {
 // reads it half-written), fsync, rename, fsync of the directory. The spec's
 // cdiVersion is the lowest its content needs.
 func WriteSpec(dir, fileName string, s *cdispec.Spec) (string, error) {
-	v, err := cdi.MinimumRequiredVersion(s)
+	v, err := cdispec.MinimumRequiredVersion(s)
 	if err != nil {
 		return "", fmt.Errorf("CDI spec version: %w", err)
 	}

@@ -24,8 +24,6 @@ const (
 
 // Options shape the published pool.
 type Options struct {
-	// PoolName is the pool's name; the node name by convention.
-	PoolName string
 	// ResourceNameOf returns the classic resource name of the pool a device
 	// falls in ("intel.com/intel_sriov_netdevice"), or "" for none.
 	ResourceNameOf func(deviceName string) string

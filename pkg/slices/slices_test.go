@@ -37,7 +37,7 @@ func TestBuildSplitsValidSlices(t *testing.T) {
 	spec, err := simhost.Combine("large", "bf2", "fpga", "e810")
 	require.NoError(t, err)
 	inv := inventory(t, spec)
-	pool, problems := slices.Build(inv, slices.Options{PoolName: "node"})
+	pool, problems := slices.Build(inv, slices.Options{})
 	assert.Empty(t, problems)
 	seen := map[string]bool{}
 	for _, s := range pool.Slices {
@@ -124,7 +124,7 @@ func BenchmarkBuildLarge(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		pool, _ := slices.Build(inv, slices.Options{PoolName: "node", ResourceNameOf: func(string) string { return "intel.com/sriov" }})
+		pool, _ := slices.Build(inv, slices.Options{ResourceNameOf: func(string) string { return "intel.com/sriov" }})
 		if len(pool.Slices) != 16 {
 			b.Fatalf("%d slices", len(pool.Slices))
 		}
