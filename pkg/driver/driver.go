@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		case <-tick.C:
 			if _, err := d.pub.sync(ctx); err != nil {
-				logger.Error(err, "Rescan failed; the last published devices stay")
+				logger.Error(err, "Rescan reported a problem")
 			}
 		}
 	}
@@ -181,26 +181,21 @@ func newPreparer(cfg Config, pub *publisher) *preparer {
 			}
 			return discovery.Discover(ctx, cfg.Host)
 		},
-		poolOptions: func(name string) (prepare.Options, bool) {
+		poolOptions: func(d *discovery.Device) prepare.Options {
 			_, pools := pub.snapshot()
 			if pools == nil {
-				return prepare.Options{}, false
+				return prepare.Options{}
 			}
-			pool, ok := pools.PoolFor(name)
+			pool, ok := pools.PoolFor(d.Name)
 			if !ok {
-				return prepare.Options{}, false
+				return prepare.Options{}
 			}
-			var o prepare.Options
+			o := prepare.Options{AdditionalInfo: pool.Config.AdditionalInfoFor(d.ID())}
 			for _, s := range pool.Config.Selectors {
 				o.NeedVhostNet = o.NeedVhostNet || s.NeedVhostNet
 				o.RDMA = o.RDMA || s.IsRdma
 			}
-			if inv, _ := pub.snapshot(); inv != nil {
-				if dev, ok := inv.Get(name); ok {
-					o.AdditionalInfo = pool.Config.AdditionalInfoFor(dev.ID())
-				}
-			}
-			return o, true
+			return o
 		},
 		defaultRoutes: func() map[string]bool {
 			routes, _ := cfg.Host.DefaultRouteInterfaces()

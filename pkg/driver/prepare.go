@@ -48,7 +48,7 @@ type preparer struct {
 	// inventory returns the current devices; fresh forces a rediscovery.
 	inventory func(ctx context.Context, fresh bool) (*discovery.Inventory, error)
 	// poolOptions returns the classic pool's settings for a device, if any.
-	poolOptions func(deviceName string) (prepare.Options, bool)
+	poolOptions func(d *discovery.Device) prepare.Options
 	// defaultRoutes reports interfaces that must never be rebound.
 	defaultRoutes func() map[string]bool
 }
@@ -293,23 +293,33 @@ func requestClass(c *resourceapi.ResourceClaim, request string) string {
 
 // bindAndEdit rebinds devices as configured and computes their edits.
 func (p *preparer) bindAndEdit(ctx context.Context, w *claimWork) error {
-	for i := range w.devices {
-		wd := &w.devices[i]
-		cd := w.entry.Devices[i]
-		if cd.BoundDriver != "" {
-			if _, err := p.host.BindDriver(cd.PCIAddress, cd.BoundDriver); err != nil {
-				return fmt.Errorf("bind %s to %s: %w", wd.device.Name, cd.BoundDriver, err)
-			}
-			klog.FromContext(ctx).Info("Rebound device for claim", "device", wd.device.Name, "from", cd.OriginalDriver, "to", cd.BoundDriver, "claim", klog.KObj(w.claim))
-			inv, err := p.inventory(ctx, true)
-			if err != nil {
-				return err
-			}
-			if d, ok := inv.Get(wd.device.Name); ok {
-				wd.device = d
+	rebound := false
+	for _, cd := range w.entry.Devices {
+		if cd.BoundDriver == "" {
+			continue
+		}
+		if _, err := p.host.BindDriver(cd.PCIAddress, cd.BoundDriver); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", cd.Name, cd.BoundDriver, err)
+		}
+		klog.FromContext(ctx).Info("Rebound device for claim", "device", cd.Name, "from", cd.OriginalDriver, "to", cd.BoundDriver, "claim", klog.KObj(w.claim))
+		rebound = true
+	}
+	if rebound {
+		// One rediscovery for all rebound devices: their driver, netdev
+		// and vfio group are what the edits depend on.
+		inv, err := p.inventory(ctx, true)
+		if err != nil {
+			return err
+		}
+		for i := range w.devices {
+			if d, ok := inv.Get(w.devices[i].device.Name); ok {
+				w.devices[i].device = d
 			}
 		}
-		opts, _ := p.poolOptions(wd.device.Name)
+	}
+	for i := range w.devices {
+		wd := &w.devices[i]
+		opts := p.poolOptions(&wd.device)
 		opts.NeedVhostNet = opts.NeedVhostNet || netconfig.Bool(wd.config.NeedVhostNet)
 		opts.RDMA = opts.RDMA || netconfig.Bool(wd.config.RDMA)
 		if len(wd.config.AdditionalInfo) > 0 {

@@ -37,7 +37,7 @@ func newTestPreparer(t testing.TB, spec simhost.Spec) *testPreparer {
 		driverName: "sriov.dra.dev", nodeName: "node", cdiRoot: filepath.Join(root, "cdi"), devInfoDir: filepath.Join(root, "devinfo"),
 		checkpoint: filepath.Join(root, "plugin", "checkpoint.json"), host: h,
 		inventory:   func(ctx context.Context, _ bool) (*discovery.Inventory, error) { return discovery.Discover(ctx, h) },
-		poolOptions: func(string) (prepare.Options, bool) { return prepare.Options{}, false },
+		poolOptions: func(*discovery.Device) prepare.Options { return prepare.Options{} },
 		defaultRoutes: func() map[string]bool {
 			r, _ := h.DefaultRouteInterfaces()
 			return r

@@ -79,20 +79,19 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 }
 
 // sync rediscovers the host and publishes the pool if it differs from the
-// last one published. It reports whether it published.
+// last one published. It reports whether it published; a config that failed
+// to reload is reported as an error even when the sync went on with the
+// last good one.
 func (p *publisher) sync(ctx context.Context) (bool, error) {
 	logger := klog.FromContext(ctx)
 	cfgErr := p.loadConfig(ctx)
-	if cfgErr != nil && p.config == nil && p.configPath != "" {
+	if cfgErr != nil && p.config == nil {
 		return false, cfgErr
-	}
-	if cfgErr != nil {
-		logger.Error(cfgErr, "Config reload failed")
 	}
 	inv, err := discovery.Discover(ctx, p.host)
 	if err != nil {
 		// Keep what was published: an unreadable host is not an empty one.
-		return false, fmt.Errorf("discover devices: %w", err)
+		return false, errors.Join(cfgErr, fmt.Errorf("discover devices (the last published devices stay): %w", err))
 	}
 	pool, pools, problems, err := DesiredPool(inv, p.config)
 	if err != nil {
@@ -105,14 +104,14 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	p.inventory, p.pools = inv, pools
 	p.mu.Unlock()
 	if p.last != nil && apiequality.Semantic.DeepEqual(p.last, &pool) {
-		return false, errors.Join(cfgErr)
+		return false, cfgErr
 	}
 	if err := p.publish(ctx, resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{p.poolName: pool}}); err != nil {
-		return false, fmt.Errorf("publish resource slices: %w", err)
+		return false, errors.Join(cfgErr, fmt.Errorf("publish resource slices: %w", err))
 	}
 	p.last = &pool
 	logger.Info("Published devices", "devices", inv.Len(), "slices", len(pool.Slices), "skipped", len(inv.Problems()))
-	return true, nil
+	return true, cfgErr
 }
 
 // DesiredPool is the pool a node publishes for an inventory: every device,
