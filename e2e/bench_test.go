@@ -40,7 +40,7 @@ func BenchmarkDriverStartupToSlices(b *testing.B) {
 		dir := b.TempDir()
 		b.StartTimer()
 		start := time.Now()
-		d := startDriver(b, driverOpts{node: node, host: h, rescan: time.Minute,
+		d := startDriver(b, driverOpts{node: node, host: h, rescan: time.Minute, noWait: true,
 			registrar: filepath.Join(dir, "registry"), pluginDir: filepath.Join(dir, "plugin")})
 		seen := map[string]int{}
 		total := 0
@@ -77,7 +77,6 @@ func BenchmarkPodReady(b *testing.B) {
 	ctx := context.Background()
 	h := newSimHost(b, profiles(b, "e810"))
 	startDriver(b, driverOpts{host: h, rescan: time.Minute})
-	waitDevices(ctx, b, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(b, h)))
 	ns := framework.Namespace(ctx, b, cluster.Client, "bench")
 	dc := &resourceapi.DeviceClass{ObjectMeta: metav1.ObjectMeta{Name: "bench-vf"}, Spec: resourceapi.DeviceClassSpec{
 		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: `device.driver == "sriov.dra.dev"`}}}}}

@@ -50,7 +50,6 @@ func TestCrashDuringPrepareAndUnprepare(t *testing.T) {
 	ns := framework.Namespace(ctx, t, cluster.Client, "crash")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))
 	d := startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 
 	prev := ""
 	start := time.Now()

@@ -76,6 +76,9 @@ type driverOpts struct {
 	registrar  string // default: the kubelet's registration dir
 	pluginDir  string
 	extraFlags []string
+	// noWait returns at once instead of waiting until the host's devices
+	// are published (for tests that time that themselves).
+	noWait bool
 }
 
 func startDriver(t testing.TB, o driverOpts) *driverProcess {
@@ -120,6 +123,9 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 		for kubeletRegistrations() <= registered && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+	if !o.noWait {
+		waitDevices(context.Background(), t, o.node, 60*time.Second, sameDevices(deviceNames(t, o.host)))
 	}
 	t.Cleanup(func() {
 		d.stop(t)

@@ -42,7 +42,7 @@ func TestDriverPublishesLargeHost(t *testing.T) {
 	want := deviceNames(t, h)
 	require.Greater(t, len(want), 2048)
 	start := time.Now()
-	startDriver(t, driverOpts{host: h, rescan: 30 * time.Second})
+	startDriver(t, driverOpts{host: h, rescan: 30 * time.Second, noWait: true})
 	waitDevices(ctx, t, cluster.NodeName, 60*time.Second, sameDevices(want))
 	t.Logf("%d devices in %d slices visible %s after the driver started", len(want), len(nodeSlices(ctx, t, cluster.NodeName)), time.Since(start).Round(time.Millisecond))
 	for _, s := range nodeSlices(ctx, t, cluster.NodeName) {
@@ -123,7 +123,6 @@ func TestSchedulerAllocatesExampleClasses(t *testing.T) {
 	ctx := t.Context()
 	h := newSimHost(t, profiles(t, "e810", "cx6dx", "bf2", "infiniband", "fpga"))
 	startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 	classes, err := filepath.Glob("../deployments/examples/deviceclasses/*.yaml")
 	require.NoError(t, err)
 	applyDeviceClasses(ctx, t, classes...)
@@ -237,7 +236,6 @@ func TestDriverRescanReflectsChanges(t *testing.T) {
 	spec := profiles(t, "e810")
 	h := newSimHost(t, spec)
 	startDriver(t, driverOpts{host: h, rescan: interval})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 
 	// Unchanged host: no writes at all over several rescans.
 	time.Sleep(interval) // let the controller finish its initial sync
@@ -284,7 +282,6 @@ func TestClassicConfigResourceName(t *testing.T) {
 	cfg, err := filepath.Abs("../api/classic/v1/testdata/classic-readme-example.json")
 	require.NoError(t, err)
 	startDriver(t, driverOpts{host: h, config: cfg})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 	pool := classicPool(t, h, cfg, "intel.com/intel_sriov_netdevice")
 	require.NotEmpty(t, pool)
 	for _, s := range nodeSlices(ctx, t, cluster.NodeName) {
@@ -331,7 +328,6 @@ func TestDriverRestartRepublishes(t *testing.T) {
 	h := newSimHost(t, profiles(t, "e810", "bf2", "fpga"))
 	want := deviceNames(t, h)
 	d := startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(want))
 	first := nodeSlices(ctx, t, cluster.NodeName)
 	d.stop(t)
 	startDriver(t, driverOpts{host: h})
@@ -352,7 +348,6 @@ func TestNodeDeletionRemovesSlices(t *testing.T) {
 	h := newSimHost(t, profiles(t, "e810"))
 	dir := t.TempDir()
 	startDriver(t, driverOpts{node: node, host: h, registrar: filepath.Join(dir, "registry"), pluginDir: filepath.Join(dir, "plugin")})
-	waitDevices(ctx, t, node, 30*time.Second, sameDevices(deviceNames(t, h)))
 	deleteNode()
 	require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		return len(nodeSlices(ctx, t, node)) == 0, nil

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +25,6 @@ func TestExtendedResourcePod(t *testing.T) {
 	ctx := t.Context()
 	h := newSimHost(t, profiles(t, "e810"))
 	startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 	dc := &resourceapi.DeviceClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "e2e-extended"},
 		Spec: resourceapi.DeviceClassSpec{

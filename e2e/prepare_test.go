@@ -141,7 +141,6 @@ func TestPrepareVFIOWithVhostNet(t *testing.T) {
 	ctx := t.Context()
 	h := newSimHost(t, profiles(t, "e810"))
 	startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 	classWithConfig(ctx, t, "e2e-dpdk",
 		`device.driver == "sriov.dra.dev" && device.attributes["sriov.dra.dev"].driver == "vfio-pci"`,
 		`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","resourceName":"intel.com/intel_sriov_dpdk","needVhostNet":true}`)
@@ -188,7 +187,6 @@ func TestPrepareRDMAAndRebind(t *testing.T) {
 	ctx := t.Context()
 	h := newSimHost(t, profiles(t, "e810", "cx6dx"))
 	startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 	ns := framework.Namespace(ctx, t, cluster.Client, "rdma")
 
 	classWithConfig(ctx, t, "e2e-rdma",
@@ -229,7 +227,6 @@ func TestPrepareTwoClaimsMerged(t *testing.T) {
 	ctx := t.Context()
 	h := newSimHost(t, profiles(t, "e810"))
 	startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 	classWithConfig(ctx, t, "e2e-netdev",
 		`device.driver == "sriov.dra.dev" && device.attributes["sriov.dra.dev"].driver == "iavf"`, "")
 	ns := framework.Namespace(ctx, t, cluster.Client, "merge")
@@ -254,7 +251,6 @@ func TestPrepareClaimsInSeparateContainers(t *testing.T) {
 	ctx := t.Context()
 	h := newSimHost(t, profiles(t, "e810"))
 	startDriver(t, driverOpts{host: h})
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
 	classWithConfig(ctx, t, "e2e-netdev",
 		`device.driver == "sriov.dra.dev" && device.attributes["sriov.dra.dev"].driver == "iavf"`, "")
 	ns := framework.Namespace(ctx, t, cluster.Client, "split")
