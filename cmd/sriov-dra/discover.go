@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 
@@ -16,19 +17,33 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/driver"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
-	"github.com/sriov-dra/sriov-dra/pkg/slices"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 )
 
 // hostFlags are the roots every command that reads the host takes.
-type hostFlags struct{ opts host.Options }
+type hostFlags struct {
+	opts      host.Options
+	simulated bool
+}
 
 func (h *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.opts.SysfsRoot, "sysfs-root", host.DefaultSysfsRoot, "directory that stands for /sys")
-	fs.StringVar(&h.opts.DevRoot, "dev-root", "", "directory that stands for /dev (default /dev, or dev/ beside a simulated --sysfs-root)")
-	fs.StringVar(&h.opts.ProcRoot, "proc-root", "", "directory that stands for /proc (default /proc, or proc/ beside a simulated --sysfs-root)")
+	fs.StringVar(&h.opts.DevRoot, "dev-root", "", "directory that stands for /dev (default /dev, or dev/ beside a --sysfs-root that has one)")
+	fs.StringVar(&h.opts.ProcRoot, "proc-root", "", "directory that stands for /proc (default /proc, or proc/ beside a --sysfs-root that has one)")
+	fs.BoolVar(&h.simulated, "simulated", false, "--sysfs-root is a host written by `sriov-dra simulate`: answer devlink from its files and emulate driver binds in the tree")
 }
 
-func (h *hostFlags) host() *host.Host { return host.New(h.opts.WithSiblingRoots()) }
+func (h *hostFlags) host() (driver.Host, error) {
+	o := h.opts.WithSiblingRoots()
+	if !h.simulated {
+		return host.New(o), nil
+	}
+	if filepath.Clean(o.SysfsRoot) == host.DefaultSysfsRoot {
+		return nil, errors.New("--simulated needs --sysfs-root pointing at a simulated host's sys/")
+	}
+	return simhost.OpenWith(filepath.Dir(filepath.Clean(o.SysfsRoot)), o)
+}
 
 func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("discover")
@@ -58,7 +73,11 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	inv, err := discovery.Discover(ctx, hf.host())
+	h, err := hf.host()
+	if err != nil {
+		return err
+	}
+	inv, err := discovery.Discover(ctx, h)
 	if err != nil {
 		return err
 	}
@@ -66,11 +85,11 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	case "json":
 		return writeDevicesJSON(stdout, inv)
 	case "yaml":
-		pool, _, _, err := driver.DesiredPool(inv, cfg)
+		pool, _, _, err := resourceslices.DesiredPool(inv, cfg)
 		if err != nil {
 			return err
 		}
-		for _, s := range slices.ResourceSlices(pool, *driverName, *nodeName) {
+		for _, s := range resourceslices.ResourceSlices(pool, *driverName, *nodeName) {
 			b, err := yaml.Marshal(s)
 			if err != nil {
 				return err

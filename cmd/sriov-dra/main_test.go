@@ -37,7 +37,7 @@ func TestDiscoverJSONExactFormat(t *testing.T) {
 		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 1, NUMANode: new(int)},
 		{Address: "0000:d8:00.0", Model: "n3000"},
 	}}))
-	code, out, errs := runCLI(t, "discover", "--sysfs-root", dir+"/sys", "-o", "json")
+	code, out, errs := runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys", "-o", "json")
 	require.Equal(t, 0, code, errs)
 	want := `{"devices":[` +
 		`{"name":"pci-0000-3b-02-0","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":4,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
@@ -48,7 +48,7 @@ func TestDiscoverJSONExactFormat(t *testing.T) {
 
 func TestDiscoverTable(t *testing.T) {
 	dir := simulate(t, "bf2,fpga")
-	code, out, errs := runCLI(t, "discover", "--sysfs-root", dir+"/sys")
+	code, out, errs := runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys")
 	require.Equal(t, 0, code, errs)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 6)
@@ -87,7 +87,7 @@ func TestPoolsJSON(t *testing.T) {
 		{"resourceName":"net","selectors":{"pfNames":["ens1f0#0-2","ens1f1#3"]}},
 		{"resourceName":"sf","resourcePrefix":"nvidia.com","deviceType":"auxNetDevice","selectors":{"pfNames":["p0#1-2"]}},
 		{"resourceName":"fpga","deviceType":"accelerator"}]}`), 0o644))
-	code, out, errs := runCLI(t, "pools", "--config", cfg, "--sysfs-root", dir+"/sys", "-o", "json")
+	code, out, errs := runCLI(t, "pools", "--simulated", "--config", cfg, "--sysfs-root", dir+"/sys", "-o", "json")
 	require.Equal(t, 0, code, errs)
 	var got struct{ Pools map[string][]string }
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
@@ -99,7 +99,7 @@ func TestPoolsJSON(t *testing.T) {
 	}, got.Pools)
 	assert.True(t, strings.HasPrefix(out, `{"pools":{"intel.com/dpdk":["0000:3b:02.6","0000:3b:02.7"]`), out)
 
-	code, out, errs = runCLI(t, "pools", "--config", cfg, "--sysfs-root", dir+"/sys", "--resource-prefix", "example.org")
+	code, out, errs = runCLI(t, "pools", "--simulated", "--config", cfg, "--sysfs-root", dir+"/sys", "--resource-prefix", "example.org")
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "example.org/dpdk")
 }
@@ -151,7 +151,7 @@ func TestSimulateSpec(t *testing.T) {
 	dir := t.TempDir() + "/h"
 	code, _, errs := runCLI(t, "simulate", "--spec", spec, "--out", dir)
 	require.Equal(t, 0, code, errs)
-	code, out, _ := runCLI(t, "discover", "--sysfs-root", dir+"/sys")
+	code, out, _ := runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys")
 	require.Equal(t, 0, code)
 	assert.Regexp(t, `pci-0000-3b-02-1\s+vf/netDevice\s+0000:3b:02.1\s+8086:1889\s+vfio-pci`, out)
 }

@@ -35,7 +35,11 @@ func runPools(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	inv, err := discovery.Discover(ctx, hf.host())
+	h, err := hf.host()
+	if err != nil {
+		return err
+	}
+	inv, err := discovery.Discover(ctx, h)
 	if err != nil {
 		return err
 	}
@@ -75,11 +79,7 @@ func runValidateConfig(_ context.Context, args []string, stdout io.Writer) error
 	if err != nil {
 		return err
 	}
-	cfg, err := classic.Decode(data)
-	if err == nil {
-		cfg.Default(*prefix)
-		err = cfg.Validate()
-	}
+	cfg, err := classic.Parse(data, *prefix)
 	if err != nil {
 		return exitError{code: 1, msg: fmt.Sprintf("%s is invalid:\n  %s", path, strings.ReplaceAll(err.Error(), "\n", "\n  "))}
 	}

@@ -49,8 +49,11 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	if cfg.KubeClient, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return fmt.Errorf("kube client: %w", err)
 	}
-	h := hf.host()
-	cfg.Host, cfg.PrepareHost = h, h
+	h, err := hf.host()
+	if err != nil {
+		return err
+	}
+	cfg.Host = h
 	return driver.Run(ctx, cfg)
 }
 

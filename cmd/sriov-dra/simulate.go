@@ -14,7 +14,7 @@ import (
 func runSimulate(_ context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("simulate")
 	specPath := fs.String("spec", "", "YAML host spec to write")
-	profiles := fs.String("profile", "", "built-in profiles, comma-separated: "+strings.Join(simhost.ProfileOrder, ", "))
+	profiles := fs.String("profile", "", "built-in profiles, comma-separated: "+strings.Join(simhost.ProfileNames(), ", "))
 	out := fs.String("out", "", "directory to write the host into (must be empty or missing)")
 	charDevices := fs.Bool("char-devices", false, "make /dev entries real char devices (needs root), so container runtimes can inject them")
 	if err := parseFlags(fs, args); err != nil {

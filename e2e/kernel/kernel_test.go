@@ -24,6 +24,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 func realHost() *host.Host { return host.New(host.Options{}) }
@@ -105,7 +106,7 @@ func comparable(d *discovery.Device) map[string]any {
 // attributes, apart from addresses and interface names.
 func TestSimulatedProfileMatchesKernel(t *testing.T) {
 	real := discoverReal(t)
-	h, _ := simhost.NewProfileHost(t, "igb")
+	h, _ := simhosttest.NewProfileHost(t, "igb")
 	sim, err := discovery.Discover(context.Background(), h)
 	require.NoError(t, err)
 	require.Equal(t, real.Len(), sim.Len(), "device count")
@@ -122,7 +123,7 @@ func TestClassicSelectorsMatchSimulated(t *testing.T) {
 	pfs := igbPFs(t)
 	real := discoverReal(t)
 	realPF := vfsOf(real, pfs[0])[0].PFName
-	h, _ := simhost.NewProfileHost(t, "igb")
+	h, _ := simhosttest.NewProfileHost(t, "igb")
 	sim, err := discovery.Discover(context.Background(), h)
 	require.NoError(t, err)
 	simPF := "enp1s0"
@@ -225,7 +226,7 @@ func TestNumVFsChangeSeenByRescan(t *testing.T) {
 // writes for the first igb PF and its VF 1 with the kernel's: link targets,
 // attribute formats and which entries exist.
 func TestSimulatedSysfsLayoutMatchesKernel(t *testing.T) {
-	_, simRoot := simhost.NewProfileHost(t, "igb")
+	_, simRoot := simhosttest.NewProfileHost(t, "igb")
 	pf := igbPFs(t)[0]
 	vf := vfsOf(discoverReal(t), pf)[1].PCIAddress
 	roots := map[string]string{"kernel": "/sys", "simulated": filepath.Join(simRoot, "sys")}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/sriov-dra/sriov-dra/pkg/atomicfile"
 )
@@ -36,6 +37,10 @@ type Device struct {
 	// OriginalDriver is the driver to restore when BoundDriver was set for the claim.
 	OriginalDriver string `json:"originalDriver,omitempty"`
 	BoundDriver    string `json:"boundDriver,omitempty"`
+	// InterfaceName and HardwareAddress are the netdev published in the
+	// claim's status, kept so that a lost status write can be redone.
+	InterfaceName   string `json:"interfaceName,omitempty"`
+	HardwareAddress string `json:"hardwareAddress,omitempty"`
 }
 
 // Claim is one prepared (or half-prepared) claim.
@@ -46,6 +51,10 @@ type Claim struct {
 	CDISpec   string   `json:"cdiSpec,omitempty"`
 	InfoFiles []string `json:"deviceInfoFiles,omitempty"`
 	Devices   []Device `json:"devices,omitempty"`
+	// Rebuilt marks an entry recovered from the files the driver wrote
+	// after its checkpoint was lost: the drivers its devices had before a
+	// rebind are not known.
+	Rebuilt bool `json:"rebuilt,omitempty"`
 }
 
 // Data is the checkpoint content.
@@ -61,6 +70,11 @@ type file struct {
 	Data     json.RawMessage `json:"data"`
 }
 
+// ErrUnreadable marks a checkpoint file that exists but cannot be trusted:
+// not JSON, a checksum that does not match, data of the wrong shape, or a
+// version this driver does not read.
+var ErrUnreadable = errors.New("checkpoint unreadable")
+
 // Load reads the checkpoint at path. A missing file is an empty checkpoint.
 // A file from another boot loads with its claims, and stale reports it, so the
 // caller can clean up what they left (specs in a persistent CDI dir).
@@ -75,17 +89,17 @@ func Load(path, bootID string) (d Data, stale bool, err error) {
 	}
 	var f file
 	if err := json.Unmarshal(b, &f); err != nil {
-		return d, false, fmt.Errorf("checkpoint %s is corrupt: %w", path, err)
+		return d, false, fmt.Errorf("checkpoint %s is corrupt: %w: %w", path, ErrUnreadable, err)
 	}
 	if f.Version != Version {
-		return d, false, fmt.Errorf("checkpoint %s: version %q, this driver reads %q", path, f.Version, Version)
+		return d, false, fmt.Errorf("checkpoint %s: version %q, this driver reads %q: %w", path, f.Version, Version, ErrUnreadable)
 	}
-	if sum := checksum(f.Data); sum != f.Checksum {
-		return d, false, fmt.Errorf("checkpoint %s: checksum mismatch (%s, want %s)", path, sum, f.Checksum)
+	if sum := checksum(f.Data); f.Checksum == "" || sum != f.Checksum {
+		return d, false, fmt.Errorf("checkpoint %s: checksum mismatch (%s, want %q): %w", path, sum, f.Checksum, ErrUnreadable)
 	}
 	var loaded Data
 	if err := json.Unmarshal(f.Data, &loaded); err != nil {
-		return d, false, fmt.Errorf("checkpoint %s data: %w", path, err)
+		return d, false, fmt.Errorf("checkpoint %s data: %w: %w", path, ErrUnreadable, err)
 	}
 	if loaded.Claims == nil {
 		loaded.Claims = map[string]Claim{}
@@ -111,4 +125,14 @@ func Save(path string, d Data) error {
 func checksum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// SetAside renames an unreadable checkpoint out of the way, never deleting
+// it, and returns its new name: path.corrupt-<UTC time>.
+func SetAside(path string, now time.Time) (string, error) {
+	aside := path + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("set aside %s: %w", path, err)
+	}
+	return aside, nil
 }

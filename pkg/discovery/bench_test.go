@@ -6,11 +6,12 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 // largeSpec is the "large" profile cut to the first n PFs (128 VFs each).
-func largeSpec(pfs int) simhost.Spec {
-	return simhost.Spec{PFs: simhost.Profiles["large"].PFs[:pfs]}
+func largeSpec(tb testing.TB, pfs int) simhost.Spec {
+	return simhost.Spec{PFs: simhosttest.Profiles(tb, "large").PFs[:pfs]}
 }
 
 // BenchmarkDiscover measures one full discovery of 512 and 2,048 VFs; the
@@ -21,7 +22,7 @@ func BenchmarkDiscover(b *testing.B) {
 		pfs  int
 	}{{"vfs=512", 4}, {"vfs=2048", 16}} {
 		b.Run(tc.name, func(b *testing.B) {
-			h, _ := simhost.NewHost(b, largeSpec(tc.pfs))
+			h, _ := simhosttest.NewHost(b, largeSpec(b, tc.pfs))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {

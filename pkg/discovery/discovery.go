@@ -138,14 +138,14 @@ func (s *scan) skipDevice(dev string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.problems = append(s.problems, Problem{Device: dev, Err: err})
-	s.logger.Info("Skipping device", "device", dev, "err", err)
+	s.logger.V(4).Info("Skipping device", "device", dev, "err", err)
 }
 
 func (s *scan) skipAttr(dev, attr string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.problems = append(s.problems, Problem{Device: dev, Attribute: attr, Err: err})
-	s.logger.V(1).Info("Skipping device attribute", "device", dev, "attribute", attr, "err", err)
+	s.logger.V(4).Info("Skipping device attribute", "device", dev, "attribute", attr, "err", err)
 }
 
 // readFunc reads the identity of one PCI function, or returns nil when it is
@@ -357,7 +357,7 @@ func (s *scan) devlinkOf(pf *pciFunc) host.DevlinkState {
 	st, err := s.h.Devlink(pf.addr)
 	if err != nil && !errors.Is(err, host.ErrNoDevlink) {
 		s.problems = append(s.problems, Problem{Device: pf.addr, Attribute: AttrEswitchMode, Err: err})
-		s.logger.V(1).Info("Skipping device attribute", "device", pf.addr, "attribute", AttrEswitchMode, "err", err)
+		s.logger.V(4).Info("Skipping device attribute", "device", pf.addr, "attribute", AttrEswitchMode, "err", err)
 	}
 	pf.devlink = &st
 	return st

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
-	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 func discover(t *testing.T, h discovery.Host) *discovery.Inventory {
@@ -106,7 +106,7 @@ func TestProfiles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.profile, func(t *testing.T) {
-			h, _ := simhost.NewProfileHost(t, tc.profile)
+			h, _ := simhosttest.NewProfileHost(t, tc.profile)
 			inv := discover(t, h)
 			assert.Equal(t, tc.want, names(inv))
 			assert.Empty(t, inv.Problems())
@@ -125,7 +125,7 @@ func TestProfiles(t *testing.T) {
 }
 
 func TestLargeProfile(t *testing.T) {
-	h, _ := simhost.NewProfileHost(t, "large")
+	h, _ := simhosttest.NewProfileHost(t, "large")
 	inv := discover(t, h)
 	require.Equal(t, 2048, inv.Len())
 	d := get(t, inv, "pci-0000-cf-11-7")
@@ -135,7 +135,7 @@ func TestLargeProfile(t *testing.T) {
 }
 
 func TestDeviceDetails(t *testing.T) {
-	h, _ := simhost.NewProfileHost(t, "e810", "uio", "vdpa", "bf2", "cx6dx")
+	h, _ := simhosttest.NewProfileHost(t, "e810", "uio", "vdpa", "bf2", "cx6dx")
 	inv := discover(t, h)
 
 	vfio := get(t, inv, "pci-0000-3b-02-6")

@@ -13,6 +13,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 // e810 is a small host: one PF with four VFs.
@@ -43,7 +44,7 @@ func problemsFor(inv *discovery.Inventory, dev string) []string {
 }
 
 func TestVFInPodNetns(t *testing.T) {
-	h, _ := simhost.NewHost(t, e810(func(pf *simhost.PF) {
+	h, _ := simhosttest.NewHost(t, e810(func(pf *simhost.PF) {
 		pf.VFs = []simhost.VF{{Index: 2, InPodNetns: true}}
 	}))
 	inv := discover(t, h)
@@ -59,30 +60,30 @@ func TestVFInPodNetns(t *testing.T) {
 
 func TestDefaultRoute(t *testing.T) {
 	t.Run("PF with the IPv4 and IPv6 default route is excluded", func(t *testing.T) {
-		h, _ := simhost.NewProfileHost(t, "mgmt", "fpga")
+		h, _ := simhosttest.NewProfileHost(t, "mgmt", "fpga")
 		inv := discover(t, h)
 		assert.Equal(t, []string{"pci-0000-d8-00-0"}, names(inv))
 	})
 	t.Run("IPv6 default route alone excludes", func(t *testing.T) {
-		h, root := simhost.NewProfileHost(t, "mgmt")
+		h, root := simhosttest.NewProfileHost(t, "mgmt")
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/route"), []byte("Iface\tDestination\n"), 0o644))
 		assert.Empty(t, names(discover(t, h)))
 	})
 	t.Run("no default route keeps the NIC", func(t *testing.T) {
-		h, root := simhost.NewProfileHost(t, "mgmt")
+		h, root := simhosttest.NewProfileHost(t, "mgmt")
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/route"), []byte("Iface\tDestination\n"), 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/ipv6_route"), nil, 0o644))
 		assert.Equal(t, []string{"pci-0000-06-00-0"}, names(discover(t, h)))
 	})
 	t.Run("a non-default route does not exclude", func(t *testing.T) {
-		h, root := simhost.NewProfileHost(t, "mgmt")
+		h, root := simhosttest.NewProfileHost(t, "mgmt")
 		route := "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\nens1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/route"), []byte(route), 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/ipv6_route"), nil, 0o644))
 		assert.Len(t, names(discover(t, h)), 1)
 	})
 	t.Run("a VF carrying the default route is excluded", func(t *testing.T) {
-		h, root := simhost.NewHost(t, e810(nil))
+		h, root := simhosttest.NewHost(t, e810(nil))
 		route := "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\nens1f0v1\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n"
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/route"), []byte(route), 0o644))
 		inv := discover(t, h)
@@ -92,7 +93,7 @@ func TestDefaultRoute(t *testing.T) {
 }
 
 func TestPFWithoutVFsIsADevice(t *testing.T) {
-	h, _ := simhost.NewHost(t, e810(func(pf *simhost.PF) { pf.NumVFs = 0 }))
+	h, _ := simhosttest.NewHost(t, e810(func(pf *simhost.PF) { pf.NumVFs = 0 }))
 	inv := discover(t, h)
 	require.Equal(t, []string{"pci-0000-3b-00-0"}, names(inv))
 	d := get(t, inv, "pci-0000-3b-00-0")
@@ -170,7 +171,7 @@ func TestMalformedInput(t *testing.T) {
 			},
 		},
 		{
-			name: "SF without a parent network function", spec: simhost.Spec{PFs: simhost.Profiles["bf2"].PFs}, count: 3,
+			name: "SF without a parent network function", spec: simhost.Spec{PFs: simhosttest.Profiles(t, "bf2").PFs}, count: 3,
 			skipped: "mlx5_core.sf.9",
 			break_: func(t *testing.T, root string) {
 				dir := filepath.Join(root, "sys/devices/platform/mlx5_core.sf.9")
@@ -182,7 +183,7 @@ func TestMalformedInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h, root := simhost.NewHost(t, tc.spec)
+			h, root := simhosttest.NewHost(t, tc.spec)
 			tc.break_(t, root)
 			inv := discover(t, h)
 			assert.Equal(t, tc.count, inv.Len(), "devices: %v", names(inv))
@@ -209,7 +210,7 @@ func TestMalformedInput(t *testing.T) {
 func TestLinkDownPFCarrierUnreadable(t *testing.T) {
 	// The kernel answers EINVAL for a down PF's carrier; discovery must not
 	// need it and must report the VFs and a VF-less PF with state down.
-	h, _ := simhost.NewHost(t, simhost.Spec{PFs: []simhost.PF{
+	h, _ := simhosttest.NewHost(t, simhost.Spec{PFs: []simhost.PF{
 		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 2, LinkDown: true},
 		{Address: "0000:5b:00.0", Model: "e810", IfName: "ens2f0", LinkDown: true},
 	}})
@@ -221,7 +222,7 @@ func TestLinkDownPFCarrierUnreadable(t *testing.T) {
 }
 
 func TestNoIOMMU(t *testing.T) {
-	h, _ := simhost.NewHost(t, e810(func(pf *simhost.PF) {
+	h, _ := simhosttest.NewHost(t, e810(func(pf *simhost.PF) {
 		pf.VFs = []simhost.VF{{Index: 1, Driver: "vfio-pci", NoIOMMU: true}}
 	}))
 	d := get(t, discover(t, h), "pci-0000-3b-02-1")
@@ -232,12 +233,12 @@ func TestUnreadablePCIDeviceList(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "sys/bus/pci"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "sys/bus/pci/devices"), []byte("x"), 0o644))
-	_, err := discovery.Discover(t.Context(), host.ForRoot(dir))
+	_, err := discovery.Discover(t.Context(), host.UnderRoot(dir))
 	require.ErrorContains(t, err, "list PCI devices")
 }
 
 func TestEmptyHost(t *testing.T) {
-	inv := discover(t, host.ForRoot(t.TempDir()))
+	inv := discover(t, host.UnderRoot(t.TempDir()))
 	assert.Zero(t, inv.Len())
 }
 
@@ -256,7 +257,7 @@ func TestRealHostCapture(t *testing.T) {
 	roots, err := filepath.Glob(filepath.Join(dir, "*", "sys"))
 	require.NoError(t, err)
 	require.Len(t, roots, 1)
-	h := host.New(host.Options{SysfsRoot: roots[0], ProcRoot: filepath.Join(filepath.Dir(roots[0]), "proc"), NoNetlink: true})
+	h := host.New(host.Options{SysfsRoot: roots[0], ProcRoot: filepath.Join(filepath.Dir(roots[0]), "proc")})
 	inv := discover(t, h)
 	require.Equal(t, []string{"pci-0000-1a-00-0", "pci-0000-3e-00-0", "pci-0000-60-00-0", "pci-0000-60-00-1"}, names(inv))
 	for i, ifName := range []string{"enp96s0f0", "enp96s0f1"} {

@@ -1,5 +1,6 @@
 // Package driver is the node daemon: the DRA kubelet plugin that publishes
-// the node's devices as ResourceSlices and keeps them true.
+// the node's devices as ResourceSlices, keeps them true, and carries out
+// prepare plans for the kubelet.
 package driver
 
 import (
@@ -7,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -18,14 +18,20 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
-	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 )
+
+// Host is what the daemon needs from the OS: reading devices and preparing
+// them. *host.Host is the real one, *simhost.Host a simulated one.
+type Host interface {
+	discovery.Host
+	PrepareHost
+}
 
 // Config is everything the daemon needs; cmd/sriov-dra fills it from flags.
 type Config struct {
 	DriverName     string
 	NodeName       string
-	Host           discovery.Host
+	Host           Host
 	KubeClient     kubernetes.Interface
 	CDIRoot        string
 	PluginDir      string
@@ -36,15 +42,15 @@ type Config struct {
 	ResourcePrefix string
 	// PodUID enables rolling updates when running in a DaemonSet.
 	PodUID string
-	// PrepareHost binds drivers and checks /dev; usually the same *host.Host as Host.
-	PrepareHost PrepareHost
 	// DevInfoDir receives Network Plumbing WG device-info files.
 	DevInfoDir string
 }
 
+// DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
+const DefaultDevInfoDir = "/var/run/k8s.cni.cncf.io/devinfo/dp"
+
 // Driver implements kubeletplugin.DRAPlugin.
 type Driver struct {
-	cfg    Config
 	helper *kubeletplugin.Helper
 	pub    *publisher
 	prep   *preparer
@@ -56,30 +62,29 @@ var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
 // Run registers with the kubelet, publishes the devices and rescans until
 // ctx ends. A fatal background error from the helper also ends it.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.NodeName == "" || cfg.DriverName == "" || cfg.Host == nil || cfg.KubeClient == nil || cfg.PrepareHost == nil {
-		return errors.New("driver: node name, driver name, hosts and kube client are required")
+	if cfg.NodeName == "" || cfg.DriverName == "" || cfg.Host == nil || cfg.KubeClient == nil || cfg.PluginDir == "" {
+		return errors.New("driver: node name, driver name, host, plugin dir and kube client are required")
 	}
 	if cfg.RescanInterval <= 0 {
 		cfg.RescanInterval = 30 * time.Second
 	}
+	if cfg.DevInfoDir == "" {
+		cfg.DevInfoDir = DefaultDevInfoDir
+	}
 	logger := klog.FromContext(ctx)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	d := &Driver{cfg: cfg, cancel: cancel}
+	d := &Driver{cancel: cancel}
 	d.pub = &publisher{
 		host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix,
 		publish: func(ctx context.Context, r resourceslice.DriverResources) error {
 			return d.helper.PublishResources(ctx, r)
 		},
 	}
-	// Validate the config and the host before registering, so a broken
-	// install fails at once with the reason instead of serving nothing.
+	// Validate the config before registering, so that a broken install
+	// fails at once with the reason instead of serving nothing.
 	if err := d.pub.loadConfig(ctx); err != nil {
 		return err
-	}
-	d.prep = newPreparer(cfg, d.pub)
-	if err := d.prep.reconcile(ctx); err != nil {
-		return fmt.Errorf("reconcile prepared claims: %w", err)
 	}
 	for _, dir := range []string{cfg.PluginDir, cfg.RegistrarDir, cfg.CDIRoot} {
 		if dir == "" {
@@ -89,23 +94,16 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	opts := []kubeletplugin.Option{
-		kubeletplugin.DriverName(cfg.DriverName),
-		kubeletplugin.NodeName(cfg.NodeName),
-		kubeletplugin.KubeClient(cfg.KubeClient),
-		kubeletplugin.CDIDirectory(cfg.CDIRoot),
+	d.prep = newPreparer(cfg, d.pub)
+	if err := d.prep.recover(ctx); err != nil {
+		return fmt.Errorf("recover prepared claims: %w", err)
 	}
-	if cfg.PluginDir != "" {
-		opts = append(opts, kubeletplugin.PluginDataDirectoryPath(cfg.PluginDir))
-	}
-	if cfg.RegistrarDir != "" {
-		opts = append(opts, kubeletplugin.RegistrarDirectoryPath(cfg.RegistrarDir))
-	}
-	if cfg.PodUID != "" {
-		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(cfg.PodUID)))
-	}
+	d.prep.lookups.start(ctx)
+	go d.prep.status.run(ctx, 4)
+	go d.prep.collectGarbage(ctx)
+
 	start := time.Now()
-	helper, err := kubeletplugin.Start(ctx, d, opts...)
+	helper, err := kubeletplugin.Start(ctx, d, helperOptions(cfg)...)
 	if err != nil {
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}
@@ -135,6 +133,34 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 }
 
+func helperOptions(cfg Config) []kubeletplugin.Option {
+	opts := []kubeletplugin.Option{
+		kubeletplugin.DriverName(cfg.DriverName),
+		kubeletplugin.NodeName(cfg.NodeName),
+		kubeletplugin.KubeClient(cfg.KubeClient),
+		kubeletplugin.CDIDirectory(cfg.CDIRoot),
+		kubeletplugin.PluginDataDirectoryPath(cfg.PluginDir),
+	}
+	if cfg.RegistrarDir != "" {
+		opts = append(opts, kubeletplugin.RegistrarDirectoryPath(cfg.RegistrarDir))
+	}
+	if cfg.PodUID != "" {
+		opts = append(opts, kubeletplugin.RollingUpdate(types.UID(cfg.PodUID)))
+	}
+	return opts
+}
+
+func newPreparer(cfg Config, pub *publisher) *preparer {
+	return &preparer{
+		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: cfg.DevInfoDir,
+		host: cfg.Host, devices: pub,
+		state:   newNodeState(cfg.PluginDir, cfg.Host.BootID()),
+		lookups: newLookups(cfg.KubeClient, cfg.NodeName),
+		status:  newStatusWriter(cfg.KubeClient, cfg.DriverName),
+		events:  newNodeEvents(cfg.KubeClient, cfg.NodeName, cfg.DriverName),
+	}
+}
+
 // PrepareResourceClaims is the kubelet's NodePrepareResources.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	return d.prep.Prepare(ctx, claims)
@@ -161,45 +187,4 @@ func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
 // kubelet is told so rather than sent reports that mean nothing.
 func (d *Driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
 	return kubeletplugin.ErrHealthNotSupported
-}
-
-// DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
-const DefaultDevInfoDir = "/var/run/k8s.cni.cncf.io/devinfo/dp"
-
-func newPreparer(cfg Config, pub *publisher) *preparer {
-	devInfo := cfg.DevInfoDir
-	if devInfo == "" {
-		devInfo = DefaultDevInfoDir
-	}
-	return &preparer{
-		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: devInfo,
-		checkpoint: filepath.Join(cfg.PluginDir, "checkpoint.json"),
-		host:       cfg.PrepareHost, client: cfg.KubeClient,
-		inventory: func(ctx context.Context, fresh bool) (*discovery.Inventory, error) {
-			if inv, _ := pub.snapshot(); inv != nil && !fresh {
-				return inv, nil
-			}
-			return discovery.Discover(ctx, cfg.Host)
-		},
-		poolOptions: func(d *discovery.Device) prepare.Options {
-			_, pools := pub.snapshot()
-			if pools == nil {
-				return prepare.Options{}
-			}
-			pool, ok := pools.PoolFor(d.Name)
-			if !ok {
-				return prepare.Options{}
-			}
-			o := prepare.Options{AdditionalInfo: pool.Config.AdditionalInfoFor(d.ID())}
-			for _, s := range pool.Config.Selectors {
-				o.NeedVhostNet = o.NeedVhostNet || s.NeedVhostNet
-				o.RDMA = o.RDMA || s.IsRdma
-			}
-			return o
-		},
-		defaultRoutes: func() map[string]bool {
-			routes, _ := cfg.Host.DefaultRouteInterfaces()
-			return routes
-		},
-	}
 }

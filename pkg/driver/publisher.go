@@ -14,8 +14,8 @@ import (
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
-	"github.com/sriov-dra/sriov-dra/pkg/slices"
 )
 
 // publisher turns the host's current inventory into the node's pool and
@@ -30,6 +30,9 @@ type publisher struct {
 	configBytes []byte
 	config      *classic.Config
 	last        *resourceslice.Pool
+	// problems are the discovery and publishing problems of the last scan,
+	// logged when they appear and when they go away, not on every rescan.
+	problems map[string]bool
 
 	// mu guards the snapshot the prepare path reads.
 	mu        sync.Mutex
@@ -42,6 +45,11 @@ func (p *publisher) snapshot() (*discovery.Inventory, *selector.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inventory, p.pools
+}
+
+// rediscover reads the host now, for a caller that just changed it.
+func (p *publisher) rediscover(ctx context.Context) (*discovery.Inventory, error) {
+	return discovery.Discover(ctx, p.host)
 }
 
 // loadConfig (re)reads the classic config when its bytes changed. A bad new
@@ -57,11 +65,7 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 	if p.config != nil && bytes.Equal(data, p.configBytes) {
 		return nil
 	}
-	cfg, err := classic.Decode(data)
-	if err == nil {
-		cfg.Default(p.resourcePrefix)
-		err = cfg.Validate()
-	}
+	cfg, err := classic.Parse(data, p.resourcePrefix)
 	if err != nil {
 		if p.config != nil {
 			err = fmt.Errorf("config %s is invalid, keeping the last good one: %w", p.configPath, err)
@@ -83,7 +87,6 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 // to reload is reported as an error even when the sync went on with the
 // last good one.
 func (p *publisher) sync(ctx context.Context) (bool, error) {
-	logger := klog.FromContext(ctx)
 	cfgErr := p.loadConfig(ctx)
 	if cfgErr != nil && p.config == nil {
 		return false, cfgErr
@@ -93,13 +96,11 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		// Keep what was published: an unreadable host is not an empty one.
 		return false, errors.Join(cfgErr, fmt.Errorf("discover devices (the last published devices stay): %w", err))
 	}
-	pool, pools, problems, err := DesiredPool(inv, p.config)
+	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config)
 	if err != nil {
 		return false, err
 	}
-	for _, pr := range problems {
-		logger.Info("Attribute not published", "device", pr.Device, "attribute", pr.Attribute, "reason", pr.Reason)
-	}
+	p.logProblems(ctx, inv.Problems(), problems)
 	p.mu.Lock()
 	p.inventory, p.pools = inv, pools
 	p.mu.Unlock()
@@ -110,27 +111,29 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		return false, errors.Join(cfgErr, fmt.Errorf("publish resource slices: %w", err))
 	}
 	p.last = &pool
-	logger.Info("Published devices", "devices", inv.Len(), "slices", len(pool.Slices), "skipped", len(inv.Problems()))
+	klog.FromContext(ctx).Info("Devices handed to the ResourceSlice controller", "devices", inv.Len(), "slices", len(pool.Slices))
 	return true, cfgErr
 }
 
-// DesiredPool is the pool a node publishes for an inventory: every device,
-// with its classic pool's resource name when a config is given.
-func DesiredPool(inv *discovery.Inventory, cfg *classic.Config) (resourceslice.Pool, *selector.Result, []slices.Problem, error) {
-	var pools *selector.Result
-	var resourceNameOf func(string) string
-	if cfg != nil {
-		var err error
-		if pools, err = selector.Select(cfg, inv); err != nil {
-			return resourceslice.Pool{}, nil, nil, err
-		}
-		resourceNameOf = func(name string) string {
-			if pool, ok := pools.PoolFor(name); ok {
-				return pool.Name()
-			}
-			return ""
+// logProblems logs each problem when it first appears and when it is gone.
+func (p *publisher) logProblems(ctx context.Context, found []discovery.Problem, dropped []resourceslices.Problem) {
+	logger := klog.FromContext(ctx)
+	now := make(map[string]bool, len(found)+len(dropped))
+	for _, pr := range found {
+		now[pr.String()] = true
+	}
+	for _, pr := range dropped {
+		now[pr.String()] = true
+	}
+	for msg := range now {
+		if !p.problems[msg] {
+			logger.Info("Device problem", "problem", msg)
 		}
 	}
-	pool, problems := slices.Build(inv, slices.Options{ResourceNameOf: resourceNameOf})
-	return pool, pools, problems, nil
+	for msg := range p.problems {
+		if !now[msg] {
+			logger.Info("Device problem resolved", "problem", msg)
+		}
+	}
+	p.problems = now
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
-	"github.com/sriov-dra/sriov-dra/pkg/slices"
+	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 )
 
 // recorder stands in for the helper's PublishResources, recording calls.
@@ -29,7 +29,7 @@ func resourceNames(res resourceslice.DriverResources) map[string]string {
 	out := map[string]string{}
 	for _, s := range res.Pools["node"].Slices {
 		for _, d := range s.Devices {
-			if v, ok := d.Attributes[slices.AttrMultusResourceName]; ok {
+			if v, ok := d.Attributes[resourceslices.AttrMultusResourceName]; ok {
 				out[d.Name] = *v.StringValue
 			}
 		}
@@ -46,7 +46,9 @@ func TestPublisherSyncAndReload(t *testing.T) {
 	cfgPath := filepath.Join(dir, "config.json")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"net","selectors":{"pfNames":["ens1f0"]}}]}`), 0o644))
 	rec := &recorder{}
-	p := &publisher{host: host.ForRoot(hostDir), poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish}
+	h, err := simhost.Open(hostDir)
+	require.NoError(t, err)
+	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish}
 
 	published, err := p.sync(ctx)
 	require.NoError(t, err)
@@ -93,7 +95,7 @@ func TestPublisherRejectsBadConfigAtStart(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.json")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[]}`), 0o644))
-	p := &publisher{host: host.ForRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish}
+	p := &publisher{host: host.UnderRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish}
 	err := p.loadConfig(context.Background())
 	require.ErrorContains(t, err, "resourceList: must have at least one pool")
 	assert.NotContains(t, err.Error(), "last good")

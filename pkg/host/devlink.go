@@ -1,12 +1,8 @@
 package host
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/vishvananda/netlink"
 )
@@ -24,41 +20,12 @@ type DevlinkState struct {
 // cannot be asked), which is normal for most NICs.
 var ErrNoDevlink = errors.New("no devlink instance")
 
-type devlinkReader interface {
-	state(pciAddress string) (DevlinkState, error)
-}
-
-// Devlink returns the devlink state of a PCI device.
+// Devlink returns the devlink state of a PCI device. Only the running
+// kernel is asked; a tree under another root has no devlink instances.
 func (h *Host) Devlink(pciAddress string) (DevlinkState, error) {
-	return h.devlink.state(pciAddress)
-}
-
-type noDevlink struct{}
-
-func (noDevlink) state(string) (DevlinkState, error) { return DevlinkState{}, ErrNoDevlink }
-
-// fileDevlink serves simulated hosts: DIR/<pciAddress>.json holds a DevlinkState.
-type fileDevlink struct{ dir string }
-
-func (f fileDevlink) state(pciAddress string) (DevlinkState, error) {
-	path := filepath.Join(f.dir, pciAddress+".json")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if !h.kernelDevlink {
 		return DevlinkState{}, ErrNoDevlink
 	}
-	if err != nil {
-		return DevlinkState{}, fmt.Errorf("read %s: %w", path, err)
-	}
-	var s DevlinkState
-	if err := json.Unmarshal(b, &s); err != nil {
-		return DevlinkState{}, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return s, nil
-}
-
-type netlinkDevlink struct{}
-
-func (netlinkDevlink) state(pciAddress string) (DevlinkState, error) {
 	dev, err := netlink.DevLinkGetDeviceByName("pci", pciAddress)
 	if err != nil {
 		return DevlinkState{}, fmt.Errorf("devlink pci/%s: %w: %w", pciAddress, ErrNoDevlink, err)

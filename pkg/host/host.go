@@ -1,7 +1,7 @@
 // Package host is the only code in sriov-dra that touches the operating
 // system: sysfs, /dev, /proc and netlink. Every path it reads is relative to
 // a configurable root so that the same code runs against a real host, a
-// captured sysfs tree or a simulated one.
+// captured sysfs tree or one written for tests.
 package host
 
 import (
@@ -28,55 +28,37 @@ type Options struct {
 	SysfsRoot string
 	DevRoot   string
 	ProcRoot  string
-	// DevlinkDir, when set, makes devlink queries read the files the
-	// simulator writes there instead of asking the kernel over netlink.
-	DevlinkDir string
-	// NoNetlink disables kernel devlink queries (used for captured trees,
-	// whose devlink state is not the running kernel's).
-	NoNetlink bool
-	// Simulated makes driver binds edit the tree as the kernel would.
-	Simulated bool
 }
 
-// Host reads one host's device state.
+// Host reads and changes one host's device state.
 type Host struct {
 	sysfsRoot string
 	devRoot   string
 	procRoot  string
-	devlink   devlinkReader
-	simulated bool
+	// kernelDevlink is set when sysfs is the running kernel's /sys.
+	kernelDevlink bool
 }
 
 // New returns a Host over the given roots; empty roots take the real host's.
 // Devlink is asked over netlink only when sysfs is the real /sys, since a
-// simulated or captured tree does not describe the running kernel.
+// tree under another root does not describe the running kernel.
 func New(o Options) *Host {
 	h := &Host{
 		sysfsRoot: orDefault(o.SysfsRoot, DefaultSysfsRoot),
 		devRoot:   orDefault(o.DevRoot, DefaultDevRoot),
 		procRoot:  orDefault(o.ProcRoot, DefaultProcRoot),
-		simulated: o.Simulated,
 	}
-	switch {
-	case o.DevlinkDir != "":
-		h.devlink = fileDevlink{dir: o.DevlinkDir}
-	case !o.NoNetlink && filepath.Clean(h.sysfsRoot) == DefaultSysfsRoot:
-		h.devlink = netlinkDevlink{}
-	default:
-		h.devlink = noDevlink{}
-	}
+	h.kernelDevlink = filepath.Clean(h.sysfsRoot) == DefaultSysfsRoot
 	return h
 }
 
-// ForRoot returns a Host over a directory laid out as the simulator writes
-// it: DIR/sys, DIR/dev, DIR/proc and DIR/devlink.
-func ForRoot(dir string) *Host {
+// UnderRoot returns a Host over a directory laid out like a root file
+// system: DIR/sys, DIR/dev and DIR/proc.
+func UnderRoot(dir string) *Host {
 	return New(Options{
-		SysfsRoot:  filepath.Join(dir, "sys"),
-		DevRoot:    filepath.Join(dir, "dev"),
-		ProcRoot:   filepath.Join(dir, "proc"),
-		DevlinkDir: filepath.Join(dir, "devlink"),
-		Simulated:  true,
+		SysfsRoot: filepath.Join(dir, "sys"),
+		DevRoot:   filepath.Join(dir, "dev"),
+		ProcRoot:  filepath.Join(dir, "proc"),
 	})
 }
 
@@ -87,14 +69,8 @@ func orDefault(v, def string) string {
 	return v
 }
 
-// SysfsRoot is the directory that stands for /sys.
-func (h *Host) SysfsRoot() string { return h.sysfsRoot }
-
 // DevRoot is the directory that stands for /dev.
 func (h *Host) DevRoot() string { return h.devRoot }
-
-// ProcRoot is the directory that stands for /proc.
-func (h *Host) ProcRoot() string { return h.procRoot }
 
 // SysPath turns a sysfs-relative path ("bus/pci/devices") into a real one.
 func (h *Host) SysPath(rel string) string { return filepath.Join(h.sysfsRoot, rel) }
@@ -209,10 +185,9 @@ func (h *Host) SysFS() fs.ReadLinkFS {
 	return os.DirFS(h.sysfsRoot).(fs.ReadLinkFS)
 }
 
-// WithSiblingRoots fills empty dev, proc and devlink roots from directories
-// beside a non-default sysfs root (DIR/dev, DIR/proc, DIR/devlink for
-// --sysfs-root DIR/sys), which is how the simulator lays out a host. On the
-// real /sys it changes nothing.
+// WithSiblingRoots fills empty dev and proc roots from directories beside a
+// non-default sysfs root (DIR/dev and DIR/proc for --sysfs-root DIR/sys), the
+// layout of a captured or written tree. On the real /sys it changes nothing.
 func (o Options) WithSiblingRoots() Options {
 	if o.SysfsRoot == "" || filepath.Clean(o.SysfsRoot) == DefaultSysfsRoot {
 		return o
@@ -228,9 +203,5 @@ func (o Options) WithSiblingRoots() Options {
 	}
 	sibling(&o.DevRoot, "dev")
 	sibling(&o.ProcRoot, "proc")
-	sibling(&o.DevlinkDir, "devlink")
-	if _, err := os.Stat(filepath.Join(parent, SimulatedMarker)); err == nil {
-		o.Simulated = true
-	}
 	return o
 }

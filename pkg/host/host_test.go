@@ -28,11 +28,11 @@ eth1	00000000	0101A8C0	0003	0	0	100	000000FF	0	0	0
 fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth3
 00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo
 `)
-	got, err := host.ForRoot(dir).DefaultRouteInterfaces()
+	got, err := host.UnderRoot(dir).DefaultRouteInterfaces()
 	require.NoError(t, err)
 	assert.Equal(t, map[string]bool{"eth0": true, "eth2": true}, got)
 
-	none, err := host.ForRoot(t.TempDir()).DefaultRouteInterfaces()
+	none, err := host.UnderRoot(t.TempDir()).DefaultRouteInterfaces()
 	require.NoError(t, err, "a host without procfs route files has no default route")
 	assert.Empty(t, none)
 }
@@ -82,26 +82,19 @@ func TestReadSys(t *testing.T) {
 
 func TestSiblingRootsAndDevlink(t *testing.T) {
 	dir := t.TempDir()
-	for _, d := range []string{"sys", "dev", "proc", "devlink"} {
+	for _, d := range []string{"sys", "dev", "proc"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
 	}
-	writeFile(t, filepath.Join(dir, "devlink/0000:03:00.0.json"), `{"eswitchMode":"switchdev"}`)
-	writeFile(t, filepath.Join(dir, "devlink/0000:04:00.0.json"), `{"eswitchMode":`)
 	o := host.Options{SysfsRoot: filepath.Join(dir, "sys")}.WithSiblingRoots()
 	assert.Equal(t, filepath.Join(dir, "dev"), o.DevRoot)
 	assert.Equal(t, filepath.Join(dir, "proc"), o.ProcRoot)
-	h := host.New(o)
-	st, err := h.Devlink("0000:03:00.0")
-	require.NoError(t, err)
-	assert.Equal(t, "switchdev", st.EswitchMode)
-	_, err = h.Devlink("0000:05:00.0")
-	assert.ErrorIs(t, err, host.ErrNoDevlink)
-	_, err = h.Devlink("0000:04:00.0")
-	assert.ErrorContains(t, err, "decode")
+	onlySys := t.TempDir()
+	o = host.Options{SysfsRoot: filepath.Join(onlySys, "sys")}.WithSiblingRoots()
+	assert.Empty(t, o.DevRoot, "no dev/ beside it: the real /dev")
 
 	real := host.Options{SysfsRoot: "/sys"}.WithSiblingRoots()
 	assert.Empty(t, real.DevRoot, "the real /sys keeps the real /dev")
 	captured := host.New(host.Options{SysfsRoot: filepath.Join(dir, "sys")})
-	_, err = captured.Devlink("0000:03:00.0")
-	assert.ErrorIs(t, err, host.ErrNoDevlink, "a captured tree is never asked over netlink")
+	_, err := captured.Devlink("0000:03:00.0")
+	assert.ErrorIs(t, err, host.ErrNoDevlink, "a tree under another root is never asked over netlink")
 }

@@ -15,7 +15,7 @@ import (
 // /proc/net/ipv6_route. Reading procfs rather than netlink avoids netlink's
 // habit of reporting the IPv4 default as 0.0.0.0/0 instead of a nil
 // destination, which made the classic plugin never exclude that NIC, and lets
-// a simulated host carry a default route.
+// a written tree carry a default route.
 func (h *Host) DefaultRouteInterfaces() (map[string]bool, error) {
 	ifaces := map[string]bool{}
 	var errs []error

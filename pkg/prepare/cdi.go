@@ -1,17 +1,9 @@
 package prepare
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"tags.cncf.io/container-device-interface/pkg/cdi"
-
-	"github.com/sriov-dra/sriov-dra/pkg/atomicfile"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 )
 
@@ -47,42 +39,7 @@ func SpecFileName(vendorClass, claimUID string) string {
 	return cdi.GenerateTransientSpecName(vendor, class, claimUID) + ".json"
 }
 
-// WriteSpec validates a spec with the CDI library the runtimes use and
-// writes it atomically: a hidden temp file (no .json suffix, so no runtime
-// reads it half-written), fsync, rename, fsync of the directory. The spec's
-// cdiVersion is the lowest its content needs.
-func WriteSpec(dir, fileName string, s *cdispec.Spec) (string, error) {
-	v, err := cdispec.MinimumRequiredVersion(s)
-	if err != nil {
-		return "", fmt.Errorf("CDI spec version: %w", err)
-	}
-	s.Version = v
-	data, err := json.Marshal(s)
-	if err != nil {
-		return "", err
-	}
-	final := filepath.Join(dir, fileName)
-	err = atomicfile.WriteFile(final, data, 0o644, func(tmp string) error {
-		if _, err := cdi.ReadSpec(tmp, 0); err != nil {
-			return fmt.Errorf("CDI spec for %s is invalid: %w", fileName, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	return final, nil
-}
-
-// RemoveFile deletes a file the driver wrote; a missing file is fine.
-func RemoveFile(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-// WriteFileAtomic writes a small file atomically (temp file, fsync, rename).
-func WriteFileAtomic(path string, data []byte) error {
-	return atomicfile.WriteFile(path, data, 0o644, nil)
+// SpecFilePrefix is what every spec file of a CDI kind starts with.
+func SpecFilePrefix(vendorClass string) string {
+	return strings.TrimSuffix(SpecFileName(vendorClass, ""), ".json")
 }

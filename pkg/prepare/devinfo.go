@@ -2,16 +2,15 @@ package prepare
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 )
 
-// DeviceInfoFile is the Network Plumbing WG device-info file path for a
-// device of a resource: <dir>/<resource with / as ->-<deviceID>-device.json.
-func DeviceInfoFile(dir, resourceName, deviceID string) string {
-	return filepath.Join(dir, strings.ReplaceAll(resourceName, "/", "-")+"-"+deviceID+"-device.json")
+// DeviceInfoFileName is the Network Plumbing WG device-info file for a
+// device of a resource: <resource with / as ->-<deviceID>-device.json.
+func DeviceInfoFileName(resourceName, deviceID string) string {
+	return strings.ReplaceAll(resourceName, "/", "-") + "-" + deviceID + "-device.json"
 }
 
 // DeviceInfo is the device-info (spec 1.1.0) content for a PCI device.

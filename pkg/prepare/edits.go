@@ -1,18 +1,23 @@
-// Package prepare computes what a container gets for an allocated device —
-// device nodes and the classic PCIDEVICE_* environment — and writes it as a
-// CDI spec, byte-compatible with what sriov-network-device-plugin gave pods.
+// Package prepare plans what a container gets for its allocated devices —
+// driver rebinds, device nodes, the classic PCIDEVICE_* environment, the CDI
+// spec, device-info files and the claim's network status — byte-compatible
+// with what sriov-network-device-plugin gave pods. It does no I/O and uses no
+// Kubernetes client: the executor (pkg/driver, pkg/deviceplugin) gathers the
+// inputs and carries the plan out.
 package prepare
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"strconv"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 )
 
-// DevFS answers whether a /dev-relative node exists and where it is on the host.
-type DevFS interface {
+// DevNodes answers whether a /dev-relative node exists and where it is on
+// the host.
+type DevNodes interface {
 	DevExists(rel string) bool
 	DevPath(rel string) string
 }
@@ -34,18 +39,10 @@ type DeviceEdits struct {
 	Info  Info
 }
 
-// Options are the per-device choices from the opaque config and the
-// classic pool.
-type Options struct {
-	NeedVhostNet   bool
-	RDMA           bool
-	AdditionalInfo map[string]string
-}
-
 // ForDevice computes a device's edits. A node the device needs but the host
 // lacks is an error naming the device and the node; nothing is ever added
 // that does not exist on the host.
-func ForDevice(d *discovery.Device, o Options, dev DevFS) (DeviceEdits, error) {
+func ForDevice(d *discovery.Device, o Options, dev DevNodes) (DeviceEdits, error) {
 	e := DeviceEdits{ID: d.ID(), Info: Info{"generic": {"deviceID": d.ID()}}}
 	need := func(rel, containerPath string) error {
 		if !dev.DevExists(rel) {
@@ -114,11 +111,7 @@ func ForDevice(d *discovery.Device, o Options, dev DevFS) (DeviceEdits, error) {
 		e.Info["vhost"] = map[string]string{"net-mount": "/dev/vhost-net", "tun-mount": "/dev/net/tun"}
 	}
 	if len(o.AdditionalInfo) > 0 {
-		extra := make(map[string]string, len(o.AdditionalInfo))
-		for k, v := range o.AdditionalInfo {
-			extra[k] = v
-		}
-		e.Info["extra"] = extra
+		e.Info["extra"] = maps.Clone(o.AdditionalInfo)
 	}
 	return e, nil
 }

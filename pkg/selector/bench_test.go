@@ -7,13 +7,13 @@ import (
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
-	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 // BenchmarkSelectLarge applies three pools (a pfNames range, vendors +
 // devices + drivers, drivers only) to the 2,048 VFs of the large profile.
 func BenchmarkSelectLarge(b *testing.B) {
-	h, _ := simhost.NewProfileHost(b, "large")
+	h, _ := simhosttest.NewProfileHost(b, "large")
 	inv, err := discovery.Discover(context.Background(), h)
 	if err != nil {
 		b.Fatal(err)

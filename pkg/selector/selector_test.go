@@ -13,6 +13,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 // exampleHost is built for the classic README's example config: a device
@@ -46,7 +47,7 @@ func exampleHost() simhost.Spec {
 
 func selectPools(t *testing.T, spec simhost.Spec, cfg *classic.Config) (*selector.Result, *discovery.Inventory) {
 	t.Helper()
-	h, _ := simhost.NewHost(t, spec)
+	h, _ := simhosttest.NewHost(t, spec)
 	inv, err := discovery.Discover(context.Background(), h)
 	require.NoError(t, err)
 	res, err := selector.Select(cfg, inv)
@@ -148,7 +149,7 @@ func TestSelectors(t *testing.T) {
 
 func TestFunctionWithoutPFNeverMatchesPFSelectors(t *testing.T) {
 	cfg := cfgOf(t, `{"resourceList":[{"resourceName":"a","deviceType":"accelerator"}]}`)
-	res, inv := selectPools(t, simhost.Spec{PFs: simhost.Profiles["fpga"].PFs}, cfg)
+	res, inv := selectPools(t, simhost.Spec{PFs: simhosttest.Profiles(t, "fpga").PFs}, cfg)
 	require.Equal(t, 1, inv.Len())
 	assert.Len(t, res.Pools[0].Devices, 1)
 	// An accelerator without a netdev has no pfName: pfNames cannot match it.
@@ -177,7 +178,7 @@ func TestPoolOrder(t *testing.T) {
 }
 
 func TestAcpiIndexesSelector(t *testing.T) {
-	h, root := simhost.NewHost(t, simhost.Spec{PFs: []simhost.PF{
+	h, root := simhosttest.NewHost(t, simhost.Spec{PFs: []simhost.PF{
 		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0"},
 		{Address: "0000:5b:00.0", Model: "e810", IfName: "ens2f0"},
 	}})

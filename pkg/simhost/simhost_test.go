@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 func readlink(t *testing.T, path string) string {
@@ -21,7 +22,7 @@ func readlink(t *testing.T, path string) string {
 // TestKernelLayout checks the simulator against the layout a 6.12 kernel
 // shows for igb/igbvf (the facts the kernel test tier relies on).
 func TestKernelLayout(t *testing.T) {
-	_, dir := simhost.NewProfileHost(t, "igb")
+	_, dir := simhosttest.NewProfileHost(t, "igb")
 	sys := filepath.Join(dir, "sys")
 	assert.Equal(t, "../../../devices/pci0000:00/0000:00:01.0/0000:01:00.0", readlink(t, filepath.Join(sys, "bus/pci/devices/0000:01:00.0")))
 	pf := filepath.Join(sys, "devices/pci0000:00/0000:00:01.0/0000:01:00.0")
@@ -46,7 +47,7 @@ func TestKernelLayout(t *testing.T) {
 }
 
 func TestVFIOAndLinkDown(t *testing.T) {
-	_, dir := simhost.NewHost(t, simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0",
+	_, dir := simhosttest.NewHost(t, simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0",
 		NumVFs: 2, LinkDown: true, VFs: []simhost.VF{{Index: 1, Driver: "vfio-pci"}}}}})
 	vf := filepath.Join(dir, "sys/bus/pci/devices/0000:3b:02.1")
 	_, err := os.Stat(filepath.Join(vf, "net"))
@@ -82,7 +83,7 @@ func TestWriteErrors(t *testing.T) {
 
 func TestProfilesCombine(t *testing.T) {
 	var all []string
-	for _, p := range simhost.ProfileOrder {
+	for _, p := range simhost.ProfileNames() {
 		if p != "large" {
 			all = append(all, p)
 		}

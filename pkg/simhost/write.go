@@ -10,17 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/sriov-dra/sriov-dra/pkg/host"
 )
 
 // Combine merges profiles (by name) into one spec.
 func Combine(names ...string) (Spec, error) {
 	var out Spec
 	for _, n := range names {
-		p, ok := Profiles[n]
+		p, ok := Profile(n)
 		if !ok {
-			return Spec{}, fmt.Errorf("unknown profile %q (known: %s)", n, strings.Join(ProfileOrder, ", "))
+			return Spec{}, fmt.Errorf("unknown profile %q (known: %s)", n, strings.Join(ProfileNames(), ", "))
 		}
 		out.PFs = append(out.PFs, p.PFs...)
 	}
@@ -86,7 +84,7 @@ func Write(dir string, spec Spec, opts ...WriteOptions) error {
 // resolve applies the model's presets and checks the result.
 func resolve(pf PF) (PF, error) {
 	if pf.Model != "" {
-		m, ok := Models[pf.Model]
+		m, ok := Model(pf.Model)
 		if !ok {
 			return pf, fmt.Errorf("unknown model %q", pf.Model)
 		}
@@ -609,7 +607,7 @@ func (w *writer) finish() error {
 			return err
 		}
 	}
-	if err := w.write(filepath.Join(w.root, host.SimulatedMarker), "written by sriov-dra simulate\n"); err != nil {
+	if err := w.write(filepath.Join(w.root, Marker), "written by sriov-dra simulate\n"); err != nil {
 		return err
 	}
 	return w.write(w.sys("bus/pci/drivers_probe"), "")

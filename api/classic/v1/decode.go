@@ -88,19 +88,28 @@ func decodeSelector(data []byte) (Selectors, error) {
 	return s, nil
 }
 
-// Load reads, decodes, defaults and validates a config file.
+// Load reads and parses a config file.
 func Load(path, defaultPrefix string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Decode(data)
+	c, err := Parse(data, defaultPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return c, nil
+}
+
+// Parse decodes, defaults and validates a config.
+func Parse(data []byte, defaultPrefix string) (*Config, error) {
+	c, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
 	c.Default(defaultPrefix)
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	return c, nil
 }

@@ -3,6 +3,8 @@
 // ConfigMaps keep working with sriov-dra.
 package v1
 
+import "maps"
+
 // DefaultResourcePrefix is the classic plugin's default --resource-prefix.
 const DefaultResourcePrefix = "intel.com"
 
@@ -72,11 +74,7 @@ func (r *ResourceConfig) AdditionalInfoFor(id string) map[string]string {
 		return nil
 	}
 	out := make(map[string]string, len(all)+len(specific))
-	for k, v := range all {
-		out[k] = v
-	}
-	for k, v := range specific {
-		out[k] = v
-	}
+	maps.Copy(out, all)
+	maps.Copy(out, specific)
 	return out
 }

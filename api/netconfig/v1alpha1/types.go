@@ -6,21 +6,20 @@ package v1alpha1
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 
 	sigsjson "sigs.k8s.io/json"
 )
 
-// Version and Kind identify the type in opaque parameters.
+// Group, Version and Kind identify the type in opaque parameters.
 const (
-	Group   = "sriov.dra.dev"
-	Version = "v1alpha1"
-	Kind    = "NetConfig"
+	Group      = "sriov.dra.dev"
+	Version    = "v1alpha1"
+	Kind       = "NetConfig"
+	APIVersion = Group + "/" + Version
 )
-
-// APIVersion is "sriov.dra.dev/v1alpha1".
-var APIVersion = Group + "/" + Version
 
 // NetConfig configures how the devices of a request are prepared. Fields
 // left unset keep the value from an earlier config (class before claim).
@@ -102,17 +101,18 @@ func (c NetConfig) Merge(later *NetConfig) NetConfig {
 		c.Driver = later.Driver
 	}
 	if len(later.AdditionalInfo) > 0 {
-		merged := make(map[string]string, len(c.AdditionalInfo)+len(later.AdditionalInfo))
-		for k, v := range c.AdditionalInfo {
-			merged[k] = v
-		}
-		for k, v := range later.AdditionalInfo {
-			merged[k] = v
-		}
-		c.AdditionalInfo = merged
+		c.AdditionalInfo = mergeMaps(c.AdditionalInfo, later.AdditionalInfo)
 	}
 	return c
 }
 
 // Bool reads an optional flag.
 func Bool(b *bool) bool { return b != nil && *b }
+
+// mergeMaps returns a new map with a's entries, overridden by b's.
+func mergeMaps(a, b map[string]string) map[string]string {
+	out := make(map[string]string, len(a)+len(b))
+	maps.Copy(out, a)
+	maps.Copy(out, b)
+	return out
+}

@@ -1,7 +1,7 @@
-// Package slices turns a discovery inventory into the ResourceSlices one
+// Package resourceslices turns a discovery inventory into the ResourceSlices one
 // node publishes: one pool per node, split so that every slice is valid, with
 // a placement that keeps an unchanged device in the same slice.
-package slices
+package resourceslices
 
 import (
 	"cmp"
@@ -13,7 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
+	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
 
 // Multus and SR-IOV CNI find an allocated device through these attributes.
@@ -45,7 +47,6 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 	type group struct {
 		key     string
 		devices []resourceapi.Device
-		tainted bool
 	}
 	groups := map[string]*group{}
 	var problems []Problem
@@ -62,7 +63,6 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 		dev, probs := Device(d, o.ResourceNameOf)
 		problems = append(problems, probs...)
 		g.devices = append(g.devices, dev)
-		g.tainted = g.tainted || len(dev.Taints) > 0
 	}
 	ordered := make([]*group, 0, len(groups))
 	for _, g := range groups {
@@ -72,11 +72,7 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 
 	pool := resourceslice.Pool{}
 	for _, g := range ordered {
-		limit := resourceapi.ResourceSliceMaxDevices
-		if g.tainted {
-			limit = resourceapi.ResourceSliceMaxDevicesWithAdvancedFeatures
-		}
-		for chunk := range slices.Chunk(g.devices, limit) {
+		for chunk := range slices.Chunk(g.devices, resourceapi.ResourceSliceMaxDevices) {
 			pool.Slices = append(pool.Slices, resourceslice.Slice{Devices: chunk})
 		}
 	}
@@ -139,4 +135,26 @@ func ResourceSlices(pool resourceslice.Pool, driverName, nodeName string) []reso
 		}
 	}
 	return out
+}
+
+// DesiredPool is the pool a node publishes for an inventory: every device,
+// with its classic pool's resource name when a config is given. It also
+// returns the classic pools (nil without a config).
+func DesiredPool(inv *discovery.Inventory, cfg *classic.Config) (resourceslice.Pool, *selector.Result, []Problem, error) {
+	var pools *selector.Result
+	var resourceNameOf func(string) string
+	if cfg != nil {
+		var err error
+		if pools, err = selector.Select(cfg, inv); err != nil {
+			return resourceslice.Pool{}, nil, nil, err
+		}
+		resourceNameOf = func(name string) string {
+			if pool, ok := pools.PoolFor(name); ok {
+				return pool.Name()
+			}
+			return ""
+		}
+	}
+	pool, problems := Build(inv, Options{ResourceNameOf: resourceNameOf})
+	return pool, pools, problems, nil
 }

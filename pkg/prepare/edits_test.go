@@ -2,30 +2,32 @@ package prepare_test
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
-	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 )
 
-// devRoot makes a /dev with the given nodes.
-func devRoot(t *testing.T, nodes ...string) *host.Host {
-	dir := t.TempDir()
+// devNodes is a host's /dev as a set of /dev-relative paths, under the
+// host path /host/dev.
+type devNodes map[string]bool
+
+func devRoot(_ *testing.T, nodes ...string) devNodes {
+	d := devNodes{}
 	for _, n := range nodes {
-		p := filepath.Join(dir, n)
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, nil, 0o644))
+		d[n] = true
 	}
-	return host.New(host.Options{SysfsRoot: t.TempDir(), DevRoot: dir})
+	return d
 }
+
+func (d devNodes) DevExists(rel string) bool { return d[rel] }
+func (d devNodes) DevPath(rel string) string { return filepath.Join("/host/dev", rel) }
+func (d devNodes) DevRoot() string          { return "/host/dev" }
 
 func vfioVF(addr string, group int) discovery.Device {
 	return discovery.Device{Name: discovery.PCIDeviceName(addr), PCIAddress: addr, FunctionType: discovery.FunctionVF,
@@ -107,8 +109,9 @@ func TestEditKinds(t *testing.T) {
 			var paths []string
 			for _, n := range e.Nodes {
 				paths = append(paths, n.Path)
-				_, err := os.Stat(n.HostPath)
-				assert.NoError(t, err, "host node %s exists", n.HostPath)
+				rel, err := filepath.Rel(h.DevRoot(), n.HostPath)
+				require.NoError(t, err)
+				assert.True(t, h.DevExists(rel), "host node %s exists", n.HostPath)
 			}
 			assert.Equal(t, tc.nodes, paths)
 			b, _ := json.Marshal(e.Info)
@@ -120,44 +123,11 @@ func TestEditKinds(t *testing.T) {
 	}
 }
 
-func TestWriteSpec(t *testing.T) {
-	dir := t.TempDir()
-	s := prepare.Spec("sriov.dra.dev/net", []prepare.CDIDevice{
-		{Name: "uid1-pci-0000-3b-02-6", Nodes: []prepare.Node{{HostPath: "/dev/null", Path: "/dev/vfio/16"}}},
-		{Name: "uid1-pci-0000-3b-02-0"},
-	}, []string{"PCIDEVICE_A=0000:3b:02.6,0000:3b:02.0"})
-	name := prepare.SpecFileName("sriov.dra.dev/net", "uid1")
-	assert.Equal(t, "sriov.dra.dev-net_uid1.json", name)
-	path, err := prepare.WriteSpec(dir, name, s)
-	require.NoError(t, err)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	var got cdispec.Spec
-	require.NoError(t, json.Unmarshal(b, &got))
-	assert.Equal(t, "sriov.dra.dev/net", got.Kind)
-	assert.Equal(t, "0.3.0", got.Version, "the lowest version that carries these edits (podman 4.3 reads up to 0.5.0)")
-	require.Len(t, got.Devices, 2)
-	assert.Equal(t, "/dev/null", got.Devices[0].ContainerEdits.DeviceNodes[0].HostPath)
-	entries, _ := os.ReadDir(dir)
-	assert.Len(t, entries, 1, "no temp file left")
-
-	bad := prepare.Spec("sriov.dra.dev/net", []prepare.CDIDevice{{Name: "x"}}, []string{"NO_EQUALS_SIGN"})
-	_, err = prepare.WriteSpec(dir, "sriov.dra.dev-net_bad.json", bad)
-	require.ErrorContains(t, err, "invalid")
-	_, err = os.Stat(filepath.Join(dir, "sriov.dra.dev-net_bad.json"))
-	assert.True(t, os.IsNotExist(err), "an invalid spec is never written")
-	dup := prepare.Spec("sriov.dra.dev/net", []prepare.CDIDevice{{Name: "x"}, {Name: "x"}}, nil)
-	_, err = prepare.WriteSpec(dir, "sriov.dra.dev-net_dup.json", dup)
-	require.Error(t, err)
-	entries, _ = os.ReadDir(dir)
-	assert.Len(t, entries, 1)
-}
-
 func TestDeviceInfo(t *testing.T) {
 	d := discovery.Device{PCIAddress: "0000:3b:02.6", RootDevice: "0000:3b:00.0", RDMA: true, RDMADevices: []string{"mlx5_3"}}
 	b, err := prepare.DeviceInfo(&d, true)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:3b:02.6","pf-pci-address":"0000:3b:00.0","vhost-net":"/dev/vhost-net","rdma-device":"mlx5_3"}}`, string(b))
-	assert.Equal(t, "/run/devinfo/intel.com-sriov-0000:3b:02.6-device.json", prepare.DeviceInfoFile("/run/devinfo", "intel.com/sriov", "0000:3b:02.6"))
+	assert.Equal(t, "intel.com-sriov-0000:3b:02.6-device.json", prepare.DeviceInfoFileName("intel.com/sriov", "0000:3b:02.6"))
 	assert.True(t, strings.HasSuffix(prepare.EnvName("intel.com/x-y.z"), "INTEL_COM_X_Y_Z"))
 }

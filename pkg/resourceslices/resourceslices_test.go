@@ -1,4 +1,4 @@
-package slices_test
+package resourceslices_test
 
 import (
 	"context"
@@ -12,11 +12,12 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
-	"github.com/sriov-dra/sriov-dra/pkg/slices"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
+	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 )
 
 func inventory(t testing.TB, spec simhost.Spec) *discovery.Inventory {
-	h, _ := simhost.NewHost(t, spec)
+	h, _ := simhosttest.NewHost(t, spec)
 	inv, err := discovery.Discover(context.Background(), h)
 	require.NoError(t, err)
 	return inv
@@ -37,7 +38,7 @@ func TestBuildSplitsValidSlices(t *testing.T) {
 	spec, err := simhost.Combine("large", "bf2", "fpga", "e810")
 	require.NoError(t, err)
 	inv := inventory(t, spec)
-	pool, problems := slices.Build(inv, slices.Options{})
+	pool, problems := resourceslices.Build(inv, resourceslices.Options{})
 	assert.Empty(t, problems)
 	seen := map[string]bool{}
 	for _, s := range pool.Slices {
@@ -59,56 +60,56 @@ func TestBuildPlacementIsStable(t *testing.T) {
 		{Address: "0000:5b:00.0", Model: "e810", IfName: "ens2f0", NumVFs: 8},
 		{Address: "0000:7b:00.0", Model: "e810", IfName: "ens3f0", NumVFs: 8},
 	}}
-	before := placement(first(slices.Build(inventory(t, base), slices.Options{})))
+	before := placement(first(resourceslices.Build(inventory(t, base), resourceslices.Options{})))
 	changed := base
 	changed.PFs = append([]simhost.PF(nil), base.PFs...)
 	changed.PFs[1].NumVFs = 12
 	changed.PFs[1].VFs = []simhost.VF{{Index: 0, Driver: "vfio-pci"}}
-	after := placement(first(slices.Build(inventory(t, changed), slices.Options{})))
+	after := placement(first(resourceslices.Build(inventory(t, changed), resourceslices.Options{})))
 	for name, i := range before {
 		assert.Equal(t, i, after[name], "device %s moved between slices", name)
 	}
 	assert.Len(t, after, 28)
 }
 
-func first(p resourceslice.Pool, _ []slices.Problem) resourceslice.Pool { return p }
+func first(p resourceslice.Pool, _ []resourceslices.Problem) resourceslice.Pool { return p }
 
 func TestBuildEmptyHostPublishesEmptyPool(t *testing.T) {
-	pool, _ := slices.Build(discovery.NewInventory(nil), slices.Options{})
+	pool, _ := resourceslices.Build(discovery.NewInventory(nil), resourceslices.Options{})
 	require.Len(t, pool.Slices, 1)
 	assert.Empty(t, pool.Slices[0].Devices)
 }
 
 func TestDeviceMultusAttributesAndLimits(t *testing.T) {
-	inv := inventory(t, simhost.Spec{PFs: simhost.Profiles["bf2"].PFs})
+	inv := inventory(t, simhost.Spec{PFs: simhosttest.Profiles(t, "bf2").PFs})
 	sf, ok := inv.Get("aux-mlx5-core-sf-2")
 	require.True(t, ok)
-	dev, problems := slices.Device(&sf, func(name string) string {
+	dev, problems := resourceslices.Device(&sf, func(name string) string {
 		if name == sf.Name {
 			return "nvidia.com/bf2_sf"
 		}
 		return ""
 	})
 	assert.Empty(t, problems)
-	assert.Equal(t, "mlx5_core.sf.2", *dev.Attributes[slices.AttrMultusDeviceID].StringValue)
-	assert.Equal(t, "nvidia.com/bf2_sf", *dev.Attributes[slices.AttrMultusResourceName].StringValue)
+	assert.Equal(t, "mlx5_core.sf.2", *dev.Attributes[resourceslices.AttrMultusDeviceID].StringValue)
+	assert.Equal(t, "nvidia.com/bf2_sf", *dev.Attributes[resourceslices.AttrMultusResourceName].StringValue)
 
 	pf, _ := inv.Get("pci-0000-03-00-0")
-	dev, _ = slices.Device(&pf, func(string) string { return "" })
-	assert.Equal(t, "0000:03:00.0", *dev.Attributes[slices.AttrMultusDeviceID].StringValue)
-	assert.NotContains(t, dev.Attributes, resourceapi.QualifiedName(slices.AttrMultusResourceName), "no pool, no resourceName")
+	dev, _ = resourceslices.Device(&pf, func(string) string { return "" })
+	assert.Equal(t, "0000:03:00.0", *dev.Attributes[resourceslices.AttrMultusDeviceID].StringValue)
+	assert.NotContains(t, dev.Attributes, resourceapi.QualifiedName(resourceslices.AttrMultusResourceName), "no pool, no resourceName")
 
 	long := pf
 	long.DDPProfile = strings.Repeat("x", 65)
-	dev, problems = slices.Device(&long, nil)
+	dev, problems = resourceslices.Device(&long, nil)
 	require.Len(t, problems, 1)
 	assert.Equal(t, "ddpProfile", problems[0].Attribute)
 	assert.NotContains(t, dev.Attributes, resourceapi.QualifiedName("ddpProfile"))
 }
 
 func TestResourceSlicesRender(t *testing.T) {
-	pool, _ := slices.Build(inventory(t, simhost.Spec{PFs: simhost.Profiles["fpga"].PFs}), slices.Options{})
-	out := slices.ResourceSlices(pool, "sriov.dra.dev", "node-a")
+	pool, _ := resourceslices.Build(inventory(t, simhost.Spec{PFs: simhosttest.Profiles(t, "fpga").PFs}), resourceslices.Options{})
+	out := resourceslices.ResourceSlices(pool, "sriov.dra.dev", "node-a")
 	require.Len(t, out, 1)
 	assert.Equal(t, "node-a-sriov-dra-dev-0", out[0].Name)
 	assert.Equal(t, "node-a", *out[0].Spec.NodeName)
@@ -117,14 +118,14 @@ func TestResourceSlicesRender(t *testing.T) {
 }
 
 func BenchmarkBuildLarge(b *testing.B) {
-	h, _ := simhost.NewProfileHost(b, "large")
+	h, _ := simhosttest.NewProfileHost(b, "large")
 	inv, err := discovery.Discover(context.Background(), h)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		pool, _ := slices.Build(inv, slices.Options{ResourceNameOf: func(string) string { return "intel.com/sriov" }})
+		pool, _ := resourceslices.Build(inv, resourceslices.Options{ResourceNameOf: func(string) string { return "intel.com/sriov" }})
 		if len(pool.Slices) != 16 {
 			b.Fatalf("%d slices", len(pool.Slices))
 		}

@@ -1,0 +1,215 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	resourceapi "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/prepare"
+)
+
+// recover runs at start-up, under the node lock, and needs no API: it sets
+// an unreadable checkpoint aside, rolls back claims a crash left
+// half-prepared, and adopts CDI specs of this driver that no entry owns (the
+// checkpoint was lost or deleted), so that they are cleaned up only once the
+// API says their claims are gone.
+func (p *preparer) recover(ctx context.Context) error {
+	unlock, err := p.state.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cp, err := p.state.load(ctx)
+	if errors.Is(err, checkpoint.ErrUnreadable) {
+		p.events.warn(ctx, "CheckpointUnreadable", err.Error()+"; kept aside, state rebuilt from the driver's files")
+		cp, err = p.state.setAside(ctx, err)
+	}
+	if err != nil {
+		return err
+	}
+	for uid, e := range cp.Claims {
+		if e.State == checkpoint.StatePrepared {
+			continue
+		}
+		klog.FromContext(ctx).Info("Rolling back a claim a crash left half-prepared", "claim", klog.KRef(e.Namespace, e.Name))
+		if err := p.rollback(ctx, e); err != nil {
+			p.logRollback(ctx, e, err)
+			continue
+		}
+		delete(cp.Claims, uid)
+	}
+	p.adoptSpecs(ctx, &cp)
+	return p.state.save(cp)
+}
+
+// adoptSpecs adds a rebuilt "prepared" entry for every CDI spec of this
+// driver that no entry owns. The spec names its claim (the file name) and
+// its devices; the device-info files name the devices.
+func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
+	owned := map[string]bool{}
+	for _, e := range cp.Claims {
+		owned[e.CDISpec] = true
+	}
+	prefix := prepare.SpecFilePrefix(prepare.CDIKind(p.driverName))
+	entries, _ := os.ReadDir(p.cdiRoot)
+	for _, ent := range entries {
+		name := ent.Name()
+		path := filepath.Join(p.cdiRoot, name)
+		uid, ok := strings.CutPrefix(strings.TrimSuffix(name, ".json"), prefix)
+		if !ok || !strings.HasSuffix(name, ".json") || owned[path] {
+			continue
+		}
+		e, err := p.rebuildEntry(path, uid)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot adopt a CDI spec no checkpoint entry owns; leaving it", "path", path)
+			continue
+		}
+		klog.FromContext(ctx).Info("Adopted a CDI spec no checkpoint entry owned", "path", path, "claimUID", uid, "devices", len(e.Devices))
+		cp.Claims[uid] = e
+	}
+}
+
+func (p *preparer) rebuildEntry(specPath, uid string) (checkpoint.Claim, error) {
+	b, err := os.ReadFile(specPath)
+	if err != nil {
+		return checkpoint.Claim{}, err
+	}
+	var spec cdispec.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return checkpoint.Claim{}, err
+	}
+	e := checkpoint.Claim{State: checkpoint.StatePrepared, CDISpec: specPath, Rebuilt: true}
+	inv, _ := p.devices.snapshot()
+	for _, d := range spec.Devices {
+		dev := checkpoint.Device{Name: strings.TrimPrefix(d.Name, uid+"-"), CDIDeviceIDs: []string{spec.Kind + "=" + d.Name}}
+		if inv != nil {
+			if found, ok := inv.Get(dev.Name); ok {
+				dev.PCIAddress = found.PCIAddress
+			}
+		}
+		if dev.PCIAddress != "" {
+			infos, _ := filepath.Glob(filepath.Join(p.devInfoDir, "*-"+dev.PCIAddress+"-device.json"))
+			e.InfoFiles = append(e.InfoFiles, infos...)
+		}
+		e.Devices = append(e.Devices, dev)
+	}
+	return e, nil
+}
+
+// collectGarbage unprepares claims the API says are gone (deleted, or no
+// longer reserved for any pod), which happens when pods went away while no
+// driver ran. It retries until the API answers; without an answer nothing is
+// removed.
+func (p *preparer) collectGarbage(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	_ = wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Cap: time.Minute, Steps: 1 << 30},
+		func(ctx context.Context) (bool, error) {
+			if err := p.collectOnce(ctx); err != nil {
+				logger.Info("Cannot check prepared claims against the API yet; keeping them", "err", err)
+				return false, nil
+			}
+			return true, nil
+		})
+}
+
+func (p *preparer) collectOnce(ctx context.Context) error {
+	unlock, err := p.state.lock(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := p.loadState(ctx)
+	unlock()
+	if err != nil {
+		return err
+	}
+	gone, named, err := p.goneClaims(ctx, cp)
+	if err != nil || (len(gone) == 0 && len(named) == 0) {
+		return err
+	}
+	unlock, err = p.state.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cp, err = p.loadState(ctx); err != nil {
+		return err
+	}
+	for uid, ref := range named {
+		if e, ok := cp.Claims[uid]; ok {
+			e.Namespace, e.Name = ref.Namespace, ref.Name
+			cp.Claims[uid] = e
+		}
+	}
+	for uid := range gone {
+		e, ok := cp.Claims[uid]
+		if !ok || e.State != checkpoint.StatePrepared {
+			continue
+		}
+		klog.FromContext(ctx).Info("Unpreparing a claim that is gone", "claim", klog.KRef(e.Namespace, e.Name), "uid", uid, "rebuilt", e.Rebuilt)
+		if err := p.rollback(ctx, e); err != nil {
+			p.logRollback(ctx, e, err)
+			continue
+		}
+		delete(cp.Claims, uid)
+	}
+	return p.state.save(cp)
+}
+
+// goneClaims asks the API about each prepared claim. It returns the UIDs of
+// claims that are gone and the names of rebuilt entries it found. Any error
+// means no verdict at all.
+func (p *preparer) goneClaims(ctx context.Context, cp checkpoint.Data) (gone map[string]bool, named map[string]metav1.ObjectMeta, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	gone, named = map[string]bool{}, map[string]metav1.ObjectMeta{}
+	var all map[string]*resourceapi.ResourceClaim // by UID, listed once if needed
+	for uid, e := range cp.Claims {
+		var c *resourceapi.ResourceClaim
+		if e.Name == "" {
+			if all == nil {
+				if all, err = p.listClaims(ctx); err != nil {
+					return nil, nil, err
+				}
+			}
+			if c = all[uid]; c != nil {
+				named[uid] = c.ObjectMeta
+			}
+		} else {
+			c, err = p.lookups.client.ResourceV1().ResourceClaims(e.Namespace).Get(ctx, e.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				c, err = nil, nil
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		if c == nil || string(c.UID) != uid || len(c.Status.ReservedFor) == 0 {
+			gone[uid] = true
+		}
+	}
+	return gone, named, nil
+}
+
+func (p *preparer) listClaims(ctx context.Context) (map[string]*resourceapi.ResourceClaim, error) {
+	list, err := p.lookups.client.ResourceV1().ResourceClaims("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*resourceapi.ResourceClaim, len(list.Items))
+	for i := range list.Items {
+		out[string(list.Items[i].UID)] = &list.Items[i]
+	}
+	return out, nil
+}

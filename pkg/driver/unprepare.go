@@ -1,0 +1,92 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/host"
+)
+
+// Unprepare undoes Prepare (the kubelet's NodeUnprepareResources): files
+// removed, drivers restored, the entry dropped. A claim this node never
+// prepared, or already unprepared, is done.
+func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
+	unlock, err := p.state.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cp, err := p.loadState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[types.UID]error, len(claims))
+	for _, c := range claims {
+		p.status.forget(c.UID)
+		entry, ok := cp.Claims[string(c.UID)]
+		if !ok {
+			out[c.UID] = nil
+			continue
+		}
+		if err := p.rollback(ctx, entry); err != nil {
+			klog.FromContext(ctx).Error(err, "Unprepare failed; the kubelet will retry", "claim", klog.KRef(entry.Namespace, entry.Name))
+			out[c.UID] = err
+			continue
+		}
+		delete(cp.Claims, string(c.UID))
+		out[c.UID] = nil
+	}
+	if err := p.state.save(cp); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// rollback removes a claim's files and restores the drivers it rebound. A
+// device that is gone from the host has nothing to restore.
+func (p *preparer) rollback(ctx context.Context, e checkpoint.Claim) error {
+	errs := []error{removeFiles(e)}
+	for _, d := range e.Devices {
+		if d.BoundDriver == "" {
+			continue
+		}
+		_, err := p.host.BindDriver(d.PCIAddress, d.OriginalDriver)
+		switch {
+		case errors.Is(err, host.ErrNoDevice):
+			klog.FromContext(ctx).Info("Device is gone from the host; nothing to restore", "device", d.Name, "claim", klog.KRef(e.Namespace, e.Name))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("restore %s to %q: %w", d.Name, d.OriginalDriver, err))
+		default:
+			klog.FromContext(ctx).Info("Restored device driver", "device", d.Name, "driver", d.OriginalDriver)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logRollback reports a rollback that did not complete.
+func (p *preparer) logRollback(ctx context.Context, e checkpoint.Claim, err error) {
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Rolling back a claim left things behind", "claim", klog.KRef(e.Namespace, e.Name))
+	}
+}
+
+// loadState reads the checkpoint for a prepare or unprepare. An unreadable
+// checkpoint stops both, loudly and without changing anything: nothing
+// destructive is ever decided from a state that could not be read. A
+// restart sets the file aside and rebuilds (see reconcile).
+func (p *preparer) loadState(ctx context.Context) (checkpoint.Data, error) {
+	cp, err := p.state.load(ctx)
+	if errors.Is(err, checkpoint.ErrUnreadable) {
+		err = fmt.Errorf("%w; preparing and unpreparing stop until the driver restarts, which keeps the file aside and rebuilds the state", err)
+		klog.FromContext(ctx).Error(err, "Checkpoint unreadable")
+		p.events.warn(ctx, "CheckpointUnreadable", err.Error())
+		p.state.markCorrupt()
+	}
+	return cp, err
+}

@@ -1,0 +1,162 @@
+package prepare
+
+import (
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	netconfig "github.com/sriov-dra/sriov-dra/api/netconfig/v1alpha1"
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/selector"
+)
+
+// ErrUnknownDevice marks a claim whose device is not in the inventory the
+// plan was made from; a fresher inventory may have it.
+var ErrUnknownDevice = errors.New("device is not on this node")
+
+// Input is everything a plan depends on. The caller reads it from the host
+// and the API beforehand; planning itself reads nothing.
+type Input struct {
+	DriverName string
+	// PoolName is this node's pool: allocations from any other pool are refused.
+	PoolName string
+	Claims   []*resourceapi.ResourceClaim
+	// Inventory is the node's devices as last discovered.
+	Inventory *discovery.Inventory
+	// Pools are the classic pools the devices fall in; nil without a config.
+	Pools *selector.Result
+	// Classes holds at least the DeviceClasses the claims' requests name
+	// (see ClassNames). A class is only needed when no config names the
+	// resource.
+	Classes map[string]*resourceapi.DeviceClass
+	// Pods holds the pods the claims are reserved for, by UID. A pod that is
+	// missing makes all its claims in this call share one environment.
+	Pods map[types.UID]*corev1.Pod
+	// Uplinks are the host's uplink network interfaces (those carrying a
+	// default route): a device with one of them is never rebound.
+	Uplinks map[string]bool
+}
+
+// DevicePlan is one allocated device and what it is prepared with.
+type DevicePlan struct {
+	// Request is the claim's request ("" on the device-plugin path).
+	Request string
+	Pool    string
+	// Device is the device as the plan saw it, before any rebind.
+	Device  discovery.Device
+	Options Options
+}
+
+// Rebind reports the driver the device must be bound to for the
+// allocation, if any.
+func (d *DevicePlan) Rebind() (string, bool) {
+	return d.Options.Driver, d.Options.Driver != "" && d.Options.Driver != d.Device.Driver
+}
+
+// ClaimPlan is the plan for one claim, or for one device-plugin allocation.
+type ClaimPlan struct {
+	// ID names the allocation: the claim's UID, or an allocation ID on the
+	// device-plugin path. CDI device names and the spec file derive from it.
+	ID string
+	// Claim is nil on the device-plugin path.
+	Claim   *resourceapi.ResourceClaim
+	Devices []DevicePlan
+	// Peers are the IDs of the plans in the same call whose devices share a
+	// container with this plan's (itself included): their devices are merged
+	// into one PCIDEVICE_ variable per resource, as the classic plugin's
+	// single allocation per container was.
+	Peers []string
+	Err   error
+}
+
+// Resolve plans each claim: its devices, the options each is prepared with
+// and the drivers to bind. A claim that cannot be prepared carries its error;
+// the others are unaffected.
+func Resolve(in Input) []ClaimPlan {
+	plans := make([]ClaimPlan, len(in.Claims))
+	for i, c := range in.Claims {
+		plans[i] = ClaimPlan{ID: string(c.UID), Claim: c}
+		devs, err := in.resolveClaim(c)
+		if err != nil {
+			plans[i].Err = fmt.Errorf("claim %s/%s: %w", c.Namespace, c.Name, err)
+			continue
+		}
+		plans[i].Devices = devs
+	}
+	linkContainerPeers(plans, in.Pods)
+	return plans
+}
+
+func (in *Input) resolveClaim(c *resourceapi.ResourceClaim) ([]DevicePlan, error) {
+	if c.Status.Allocation == nil {
+		return nil, errors.New("not allocated")
+	}
+	var out []DevicePlan
+	for _, r := range c.Status.Allocation.Devices.Results {
+		if r.Driver != in.DriverName {
+			continue
+		}
+		if r.Pool != in.PoolName {
+			return nil, fmt.Errorf("device %s is in pool %q, not this node's %q", r.Device, r.Pool, in.PoolName)
+		}
+		d, ok := in.Inventory.Get(r.Device)
+		if !ok {
+			return nil, fmt.Errorf("device %s: %w", r.Device, ErrUnknownDevice)
+		}
+		cfg, err := requestConfig(in.DriverName, c, r.Request)
+		if err != nil {
+			return nil, err
+		}
+		fallback := ""
+		if cfg.ResourceName == "" {
+			if fallback, err = in.requestResourceName(c, r.Request); err != nil {
+				return nil, err
+			}
+		}
+		if r.AdminAccess != nil && *r.AdminAccess {
+			// Admin access shares a device another claim may be using:
+			// it must not be reconfigured.
+			cfg.Driver = ""
+		}
+		dp := DevicePlan{Request: r.Request, Pool: r.Pool, Device: d, Options: in.optionsFor(&d, cfg, fallback)}
+		if err := in.checkRebind(&dp); err != nil {
+			return nil, err
+		}
+		out = append(out, dp)
+	}
+	return out, nil
+}
+
+func (in *Input) requestResourceName(c *resourceapi.ResourceClaim, request string) (string, error) {
+	className := requestClass(c, request)
+	if className == "" {
+		return "", fmt.Errorf("request %q has no device class", request)
+	}
+	return classResourceName(in.Classes, className)
+}
+
+func (in *Input) optionsFor(d *discovery.Device, cfg netconfig.NetConfig, fallback string) Options {
+	var pool *selector.Pool
+	if in.Pools != nil {
+		pool, _ = in.Pools.PoolFor(d.Name)
+	}
+	return OptionsFor(pool, d, cfg, fallback)
+}
+
+func (in *Input) checkRebind(dp *DevicePlan) error {
+	driver, ok := dp.Rebind()
+	if !ok {
+		return nil
+	}
+	d := &dp.Device
+	if d.FunctionType == discovery.FunctionSF {
+		return fmt.Errorf("device %s is a subfunction; driver %q cannot be bound to it", d.Name, driver)
+	}
+	if d.IfName != "" && in.Uplinks[d.IfName] {
+		return fmt.Errorf("device %s (%s) carries the default route; refusing to bind it to %s", d.Name, d.IfName, driver)
+	}
+	return nil
+}
