@@ -17,8 +17,8 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/driver"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
-	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
 // hostFlags are the roots every command that reads the host takes.

@@ -11,8 +11,8 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/host"
-	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
 // recorder stands in for the helper's PublishResources, recording calls.

@@ -47,7 +47,6 @@ func TestWriteSpec(t *testing.T) {
 	assert.Len(t, entries, 1)
 }
 
-
 func TestRemove(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "f")
 	require.NoError(t, nodefiles.WriteFile(path, []byte("x")))

@@ -27,7 +27,7 @@ func devRoot(_ *testing.T, nodes ...string) devNodes {
 
 func (d devNodes) DevExists(rel string) bool { return d[rel] }
 func (d devNodes) DevPath(rel string) string { return filepath.Join("/host/dev", rel) }
-func (d devNodes) DevRoot() string          { return "/host/dev" }
+func (d devNodes) DevRoot() string           { return "/host/dev" }
 
 func vfioVF(addr string, group int) discovery.Device {
 	return discovery.Device{Name: discovery.PCIDeviceName(addr), PCIAddress: addr, FunctionType: discovery.FunctionVF,

@@ -255,8 +255,8 @@ func TestPlanContainers(t *testing.T) {
 			wantA: sameValue, wnB: sameValue,
 		},
 		{
-			name: "two containers keep their own devices",
-			pods: map[types.UID]*corev1.Pod{"pod-a-uid": pod([]string{"a"}, []string{"b"})},
+			name:  "two containers keep their own devices",
+			pods:  map[types.UID]*corev1.Pod{"pod-a-uid": pod([]string{"a"}, []string{"b"})},
 			wantA: []string{"PCIDEVICE_VFS=0000:3b:02.0", `PCIDEVICE_VFS_INFO={"0000:3b:02.0":{"generic":{"deviceID":"0000:3b:02.0"}}}`},
 			wnB:   []string{"PCIDEVICE_VFS=0000:3b:02.1", `PCIDEVICE_VFS_INFO={"0000:3b:02.1":{"generic":{"deviceID":"0000:3b:02.1"}}}`},
 		},

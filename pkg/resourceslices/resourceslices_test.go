@@ -11,9 +11,9 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
-	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 )
 
 func inventory(t testing.TB, spec simhost.Spec) *discovery.Inventory {
