@@ -42,8 +42,8 @@ fuzz:
 demo-host: build
 	rm -rf $(DEMO_DIR)
 	$(BIN)/sriov-dra simulate --profile e810,cx6dx,bf2,infiniband,vdpa,fpga,uio,mgmt --out $(DEMO_DIR)
-	$(BIN)/sriov-dra discover --sysfs-root $(DEMO_DIR)/sys
-	$(BIN)/sriov-dra pools --sysfs-root $(DEMO_DIR)/sys --config deployments/examples/classic-config.json
+	$(BIN)/sriov-dra discover --simulated --sysfs-root $(DEMO_DIR)/sys
+	$(BIN)/sriov-dra pools --simulated --sysfs-root $(DEMO_DIR)/sys --config deployments/examples/classic-config.json
 
 # demo: the README's first command: a real cluster, the driver on a
 # simulated host, a pod with a VF; KEEP=1 leaves it running.

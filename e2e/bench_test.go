@@ -80,8 +80,7 @@ func BenchmarkPodReady(b *testing.B) {
 	ns := framework.Namespace(ctx, b, cluster.Client, "bench")
 	dc := &resourceapi.DeviceClass{ObjectMeta: metav1.ObjectMeta{Name: "bench-vf"}, Spec: resourceapi.DeviceClassSpec{
 		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: `device.driver == "sriov.dra.dev"`}}}}}
-	_, _ = cluster.Client.ResourceV1().DeviceClasses().Create(ctx, dc, metav1.CreateOptions{})
-	defer cluster.Client.ResourceV1().DeviceClasses().Delete(ctx, dc.Name, metav1.DeleteOptions{})
+	createDeviceClass(ctx, b, dc)
 	for _, withClaim := range []bool{false, true} {
 		b.Run(fmt.Sprintf("claim=%t", withClaim), func(b *testing.B) {
 			i := 0

@@ -28,7 +28,8 @@ const driverName = "sriov.dra.dev"
 // simHost is a simulated host on tmpfs that a test can change while the
 // driver runs, by swapping in a rewritten tree.
 type simHost struct {
-	dir string
+	dir  string
+	spec simhost.Spec
 }
 
 func newSimHost(t testing.TB, spec simhost.Spec) *simHost {
@@ -40,7 +41,7 @@ func newSimHost(t testing.TB, spec simhost.Spec) *simHost {
 	parent, err := os.MkdirTemp(base, "sriov-dra-host-")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(parent) })
-	h := &simHost{dir: filepath.Join(parent, "host")}
+	h := &simHost{dir: filepath.Join(parent, "host"), spec: spec}
 	// Real char devices: the runtime creates container device nodes from them.
 	require.NoError(t, simhost.Write(h.dir, spec, simhost.WriteOptions{CharDevices: true}))
 	return h
@@ -58,6 +59,7 @@ func (h *simHost) replace(t testing.TB, spec simhost.Spec) {
 	require.NoError(t, os.Rename(h.dir, old))
 	require.NoError(t, os.Rename(next, h.dir))
 	require.NoError(t, os.RemoveAll(old))
+	h.spec = spec
 }
 
 // driverProcess is one `sriov-dra run`.
@@ -97,7 +99,7 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	}
 	args := []string{"run", "--node-name", o.node, "--kubeconfig", cluster.Kubeconfig,
 		"--device-info-dir", devInfoDir(),
-		"--sysfs-root", o.host.sysfs(), "--cdi-root", cluster.CDIDir,
+		"--simulated", "--sysfs-root", o.host.sysfs(), "--cdi-root", cluster.CDIDir,
 		"--plugin-dir", o.pluginDir, "--registrar-dir", o.registrar,
 		"--rescan-interval", o.rescan.String(), "-v", "2"}
 	if o.config != "" {
@@ -119,10 +121,8 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	if o.node == cluster.NodeName && o.registrar == filepath.Join(cluster.KubeletRootDir(), "plugins_registry") {
 		// Pods created before the kubelet has connected to this instance
 		// fail their first prepare and wait out the kubelet's back-off.
-		deadline := time.Now().Add(30 * time.Second)
-		for kubeletRegistrations() <= registered && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		require.Eventually(t, func() bool { return kubeletRegistrations() > registered }, 30*time.Second, 50*time.Millisecond,
+			"the kubelet did not connect to the driver; its log: %s", log)
 	}
 	if !o.noWait {
 		waitDevices(context.Background(), t, o.node, 60*time.Second, sameDevices(deviceNames(t, o.host)))
@@ -214,6 +214,24 @@ func sortedKeys(m map[string]int, limit int) []string {
 	return keys
 }
 
+// waitPoolComplete waits until every slice of the node's pool exists in one
+// generation: the slice controller has finished writing.
+func waitPoolComplete(ctx context.Context, t testing.TB, node string) {
+	t.Helper()
+	require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		slices := nodeSlices(ctx, t, node)
+		if len(slices) == 0 {
+			return false, nil
+		}
+		for _, s := range slices {
+			if s.Spec.Pool.ResourceSliceCount != int64(len(slices)) || s.Spec.Pool.Generation != slices[0].Spec.Pool.Generation {
+				return false, nil
+			}
+		}
+		return true, nil
+	}), "the pool's slices did not settle")
+}
+
 // sameDevices reports whether published is exactly want, each once.
 func sameDevices(want []string) func(map[string]int) bool {
 	return func(got map[string]int) bool {
@@ -229,16 +247,22 @@ func sameDevices(want []string) func(map[string]int) bool {
 	}
 }
 
-// deviceNames runs the real discovery CLI on a host, for the expected set.
+// deviceNames is the devices a simulated host must offer, worked out from
+// its spec (see expectedDevices), never by asking sriov-dra.
 func deviceNames(t testing.TB, h *simHost) []string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(*binDir, "sriov-dra"), "discover", "--sysfs-root", h.sysfs()).Output()
-	require.NoError(t, err)
-	var names []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
-		names = append(names, strings.Fields(line)[0])
-	}
-	return names
+	return expectedDevices(t, h.spec)
+}
+
+// createDeviceClass creates a DeviceClass for the test, replacing one left
+// by an earlier run, and deletes it when the test ends.
+func createDeviceClass(ctx context.Context, t testing.TB, dc *resourceapi.DeviceClass) {
+	t.Helper()
+	classes := cluster.Client.ResourceV1().DeviceClasses()
+	_ = classes.Delete(ctx, dc.Name, metav1.DeleteOptions{})
+	_, err := classes.Create(ctx, dc, metav1.CreateOptions{})
+	require.NoError(t, err, "create device class %s", dc.Name)
+	t.Cleanup(func() { _ = classes.Delete(context.Background(), dc.Name, metav1.DeleteOptions{}) })
 }
 
 // applyDeviceClasses creates the DeviceClasses in the example files.
@@ -249,13 +273,7 @@ func applyDeviceClasses(ctx context.Context, t *testing.T, files ...string) {
 		require.NoError(t, err)
 		var dc resourceapi.DeviceClass
 		require.NoError(t, utilyaml.Unmarshal(b, &dc), f)
-		_ = cluster.Client.ResourceV1().DeviceClasses().Delete(ctx, dc.Name, metav1.DeleteOptions{})
-		_, err = cluster.Client.ResourceV1().DeviceClasses().Create(ctx, &dc, metav1.CreateOptions{})
-		require.NoError(t, err, f)
-		name := dc.Name
-		t.Cleanup(func() {
-			_ = cluster.Client.ResourceV1().DeviceClasses().Delete(context.Background(), name, metav1.DeleteOptions{})
-		})
+		createDeviceClass(ctx, t, &dc)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -237,11 +236,12 @@ func TestDriverRescanReflectsChanges(t *testing.T) {
 	h := newSimHost(t, spec)
 	startDriver(t, driverOpts{host: h, rescan: interval})
 
-	// Unchanged host: no writes at all over several rescans.
-	time.Sleep(interval) // let the controller finish its initial sync
+	// Unchanged host: no writes at all over several rescans, once the
+	// initial publish is complete (every slice of the pool exists).
+	waitPoolComplete(ctx, t, cluster.NodeName)
 	before := auditWrites(t)
-	time.Sleep(3 * interval)
-	assert.Equal(t, before, auditWrites(t), "rescans of an unchanged host must not write")
+	assert.Never(t, func() bool { return auditWrites(t) != before }, 3*interval, 200*time.Millisecond,
+		"rescans of an unchanged host must not write")
 
 	step := func(name string, mutate func(*simhost.Spec)) {
 		mutate(&spec)
@@ -282,18 +282,22 @@ func TestClassicConfigResourceName(t *testing.T) {
 	cfg, err := filepath.Abs("../api/classic/v1/testdata/classic-readme-example.json")
 	require.NoError(t, err)
 	startDriver(t, driverOpts{host: h, config: cfg})
-	pool := classicPool(t, h, cfg, "intel.com/intel_sriov_netdevice")
-	require.NotEmpty(t, pool)
+	// The pool's selectors (Intel 154c/10ed/1889 VFs on iavf) take ens1f0's
+	// VFs 0-5 (6 and 7 are on vfio-pci), ens1f1's four VFs (offset 135 from
+	// 0000:3b:00.1) and the X710's VF 0 (VF 1 is on igb_uio).
+	pool := []string{"0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2", "0000:3b:02.3", "0000:3b:02.4", "0000:3b:02.5",
+		"0000:3b:11.0", "0000:3b:11.1", "0000:3b:11.2", "0000:3b:11.3", "0000:86:02.0"}
+	var inPool []string
 	for _, s := range nodeSlices(ctx, t, cluster.NodeName) {
 		for _, d := range s.Spec.Devices {
 			rn, ok := d.Attributes["k8s.cni.cncf.io/resourceName"]
-			id := *d.Attributes["k8s.cni.cncf.io/deviceID"].StringValue
-			if slices.Contains(pool, id) {
-				require.True(t, ok, "device %s lacks resourceName", d.Name)
-				assert.Equal(t, "intel.com/intel_sriov_netdevice", *rn.StringValue)
+			if ok && *rn.StringValue == "intel.com/intel_sriov_netdevice" {
+				inPool = append(inPool, *d.Attributes["k8s.cni.cncf.io/deviceID"].StringValue)
 			}
 		}
 	}
+	slices.Sort(inPool)
+	assert.Equal(t, pool, inPool, "exactly the pool's devices carry its resourceName")
 	applyDeviceClasses(ctx, t, "../deployments/examples/deviceclasses/classic-pool.yaml")
 	ns := framework.Namespace(ctx, t, cluster.Client, "classic")
 	got := runClaim(ctx, t, ns, simpleClaim(ns, "pool", "sriov-intel-sriov-netdevice", 3))
@@ -311,16 +315,6 @@ func deviceIDOf(name string) string {
 	return fmt.Sprintf("%s:%s:%s.%s", p[0], p[1], p[2], p[3])
 }
 
-// classicPool asks the pools CLI which devices a classic pool gets.
-func classicPool(t *testing.T, h *simHost, cfg, pool string) []string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(*binDir, "sriov-dra"), "pools", "--config", cfg, "--sysfs-root", h.sysfs(), "-o", "json").Output()
-	require.NoError(t, err)
-	var res struct{ Pools map[string][]string }
-	require.NoError(t, json.Unmarshal(out, &res))
-	return res.Pools[pool]
-}
-
 // TestDriverRestartRepublishes: a restarted driver publishes the same
 // devices, without duplicates or orphaned slices.
 func TestDriverRestartRepublishes(t *testing.T) {
@@ -328,16 +322,25 @@ func TestDriverRestartRepublishes(t *testing.T) {
 	h := newSimHost(t, profiles(t, "e810", "bf2", "fpga"))
 	want := deviceNames(t, h)
 	d := startDriver(t, driverOpts{host: h})
+	waitPoolComplete(ctx, t, cluster.NodeName)
 	first := nodeSlices(ctx, t, cluster.NodeName)
 	d.stop(t)
 	startDriver(t, driverOpts{host: h})
-	time.Sleep(3 * time.Second) // several rescans
 	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(want))
-	second := nodeSlices(ctx, t, cluster.NodeName)
-	assert.Len(t, second, len(first), "no orphaned or extra slices")
-	for _, s := range second {
-		assert.Equal(t, int64(len(second)), s.Spec.Pool.ResourceSliceCount)
-	}
+	waitPoolComplete(ctx, t, cluster.NodeName)
+	// Over several rescans (one a second) nothing is duplicated or orphaned.
+	assert.Never(t, func() bool {
+		second := nodeSlices(ctx, t, cluster.NodeName)
+		if len(second) != len(first) || !sameDevices(want)(publishedDevices(second)) {
+			return true
+		}
+		for _, s := range second {
+			if s.Spec.Pool.ResourceSliceCount != int64(len(second)) {
+				return true
+			}
+		}
+		return false
+	}, 3*time.Second, 200*time.Millisecond, "slices changed after the restart settled")
 }
 
 // TestNodeDeletionRemovesSlices: slices are owned by their Node.
@@ -352,4 +355,23 @@ func TestNodeDeletionRemovesSlices(t *testing.T) {
 	require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		return len(nodeSlices(ctx, t, node)) == 0, nil
 	}), "slices of a deleted node were not garbage-collected")
+}
+
+// TestAttributeTheAPIWouldRefuseIsDropped: an interface name that is not
+// UTF-8 (a kernel allows any bytes but '/' and NUL) is left out of the
+// device, the rest of the device and of its slice is published.
+func TestAttributeTheAPIWouldRefuseIsDropped(t *testing.T) {
+	ctx := t.Context()
+	spec := simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens\xff1", NumVFs: 2}}}
+	h := newSimHost(t, spec)
+	startDriver(t, driverOpts{host: h})
+	for _, s := range nodeSlices(ctx, t, cluster.NodeName) {
+		require.Len(t, s.Spec.Devices, 2, "both VFs published in one slice")
+		for _, d := range s.Spec.Devices {
+			assert.NotContains(t, d.Attributes, resourceapi.QualifiedName("ifName"), d.Name)
+			assert.NotContains(t, d.Attributes, resourceapi.QualifiedName("pfName"), d.Name)
+			assert.Equal(t, "0000:3b:00.0", *d.Attributes["rootDevice"].StringValue)
+			assert.Equal(t, "iavf", *d.Attributes["driver"].StringValue)
+		}
+	}
 }

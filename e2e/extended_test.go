@@ -33,11 +33,7 @@ func TestExtendedResourcePod(t *testing.T) {
 			ExtendedResourceName: ptr.To("intel.com/sriov_ext"),
 		},
 	}
-	_, err := cluster.Client.ResourceV1().DeviceClasses().Create(ctx, dc, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = cluster.Client.ResourceV1().DeviceClasses().Delete(t.Context(), dc.Name, metav1.DeleteOptions{})
-	})
+	createDeviceClass(ctx, t, dc)
 	ns := framework.Namespace(ctx, t, cluster.Client, "extended")
 	pod := framework.BusyboxPod(ns, "legacy", "env | grep PCIDEVICE")
 	pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{"intel.com/sriov_ext": resource.MustParse("2")}

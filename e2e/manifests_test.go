@@ -90,6 +90,12 @@ func TestManifestsApplyAndGrantWhatTheDriverUses(t *testing.T) {
 		{Group: "resource.k8s.io", Resource: "resourceclaims", Subresource: "driver", Verb: "associated-node:update", Namespace: "any"},
 		{Group: "resource.k8s.io", Resource: "resourceclaims", Subresource: "driver", Verb: "associated-node:patch", Namespace: "any"},
 		{Group: "", Resource: "nodes", Verb: "get"},
+		{Group: "", Resource: "pods", Verb: "list"},
+		{Group: "", Resource: "pods", Verb: "watch"},
+		{Group: "", Resource: "pods", Verb: "get", Namespace: "any"},
+		{Group: "", Resource: "events", Verb: "create", Namespace: "default"},
+		{Group: "resource.k8s.io", Resource: "resourceclaims", Verb: "list"},
+		{Group: "resource.k8s.io", Resource: "deviceclasses", Verb: "watch"},
 	} {
 		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &a}}
 		got, err := cluster.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})

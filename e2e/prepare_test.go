@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -40,12 +41,7 @@ func classWithConfig(ctx context.Context, t *testing.T, name, cel, netConfig str
 			Opaque: &resourceapi.OpaqueDeviceConfiguration{Driver: driverName, Parameters: runtime.RawExtension{Raw: []byte(netConfig)}},
 		}}}
 	}
-	_ = cluster.Client.ResourceV1().DeviceClasses().Delete(ctx, name, metav1.DeleteOptions{})
-	_, err := cluster.Client.ResourceV1().DeviceClasses().Create(ctx, dc, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = cluster.Client.ResourceV1().DeviceClasses().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
+	createDeviceClass(ctx, t, dc)
 }
 
 // podWithClaims runs script in a pod that uses the given claims.
@@ -94,9 +90,13 @@ func claimDevices(ctx context.Context, t *testing.T, ns, name string) []string {
 	return out
 }
 
+func checkpointPath() string {
+	return filepath.Join(cluster.KubeletRootDir(), "plugins", driverName, "checkpoint.json")
+}
+
 func readCheckpoint(t *testing.T) checkpoint.Data {
 	t.Helper()
-	d, _, err := checkpoint.Load(filepath.Join(cluster.KubeletRootDir(), "plugins", driverName, "checkpoint.json"), "unknown")
+	d, _, err := checkpoint.Load(checkpointPath(), "unknown")
 	require.NoError(t, err)
 	return d
 }
@@ -271,4 +271,33 @@ func TestPrepareClaimsInSeparateContainers(t *testing.T) {
 		want := "PCIDEVICE_E2E_NETDEV=" + deviceIDOf(claimDevices(ctx, t, ns, l.claim)[0])
 		assert.Contains(t, envLines(l.log), want, "container %s sees only its own claim's device; log:\n%s", ctr, l.log)
 	}
+}
+
+// TestPrepareClassicPoolOptions: with --config, a device of a classic pool
+// gets the pool's isRdma mounts, needVhostNet and additionalInfo, with no
+// opaque config at all.
+func TestPrepareClassicPoolOptions(t *testing.T) {
+	ctx := t.Context()
+	h := newSimHost(t, profiles(t, "cx6dx"))
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"resourceList":[{"resourceName":"rdma_pool","resourcePrefix":"mellanox.com",
+		"selectors":{"pfNames":["ens2f0np0"],"isRdma":true,"needVhostNet":true},"additionalInfo":{"*":{"token":"3e49019f"}}}]}`), 0o644))
+	startDriver(t, driverOpts{host: h, config: cfg})
+	classWithConfig(ctx, t, "e2e-pool",
+		`device.driver == "sriov.dra.dev" && device.attributes["k8s.cni.cncf.io"].resourceName == "mellanox.com/rdma_pool"`,
+		`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","resourceName":"mellanox.com/rdma_pool"}`)
+	ns := framework.Namespace(ctx, t, cluster.Client, "pool")
+	script := `env | grep PCIDEVICE; for n in /dev/vhost-net /dev/net/tun /dev/infiniband/rdma_cm /dev/infiniband/uverbs* /dev/infiniband/umad* /dev/infiniband/issm*; do test -c $n && echo "node $n"; done`
+	logs := runUntilDone(ctx, t, ns, podWithClaims(ns, "pool", script, "pool"), simpleClaim(ns, "pool", "e2e-pool", 1))
+	id := deviceIDOf(claimDevices(ctx, t, ns, "pool")[0])
+	lines := envLines(logs)
+	require.Len(t, lines, 2, logs)
+	assert.Equal(t, "PCIDEVICE_MELLANOX_COM_RDMA_POOL="+id, lines[0])
+	assert.Regexp(t, `^PCIDEVICE_MELLANOX_COM_RDMA_POOL_INFO=\{"`+regexp.QuoteMeta(id)+`":\{"extra":\{"token":"3e49019f"\},"generic":\{"deviceID":"`+regexp.QuoteMeta(id)+`"\},`+
+		`"rdma":\{"issm":"/dev/infiniband/issm\d+","rdma_cm":"/dev/infiniband/rdma_cm","rdma_dev":"mlx5_\d+","umad":"/dev/infiniband/umad\d+","uverbs":"/dev/infiniband/uverbs\d+"\},`+
+		`"vhost":\{"net-mount":"/dev/vhost-net","tun-mount":"/dev/net/tun"\}\}\}$`, lines[1])
+	for _, n := range []string{"/dev/vhost-net", "/dev/net/tun", "/dev/infiniband/rdma_cm"} {
+		assert.Contains(t, logs, "node "+n+"\n")
+	}
+	assert.Regexp(t, `node /dev/infiniband/uverbs\d+\n`, logs)
 }

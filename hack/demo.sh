@@ -41,10 +41,10 @@ say "simulating a host: E810, ConnectX-6 Dx, BlueField-2 SFs, InfiniBand, vDPA, 
 rm -rf "$host_dir"
 # Device nodes must be real char devices for the runtime: --char-devices (root).
 "$bin/sriov-dra" simulate --profile e810,cx6dx,bf2,infiniband,vdpa,fpga,uio,mgmt --char-devices --out "$host_dir" >/dev/null
-"$bin/sriov-dra" discover --sysfs-root "$host_dir/sys"
+"$bin/sriov-dra" discover --simulated --sysfs-root "$host_dir/sys"
 
 say "starting sriov-dra run (classic config: deployments/examples/classic-config.json)"
-"$bin/sriov-dra" run --node-name e2e-node --kubeconfig "$KUBECONFIG" --sysfs-root "$host_dir/sys" \
+"$bin/sriov-dra" run --node-name e2e-node --kubeconfig "$KUBECONFIG" --simulated --sysfs-root "$host_dir/sys" \
 	--cdi-root "$cluster_dir/cdi" --plugin-dir "$cluster_dir/kubelet/plugins/sriov.dra.dev" \
 	--registrar-dir "$cluster_dir/kubelet/plugins_registry" --device-info-dir "$cluster_dir/devinfo" \
 	--config "$root/deployments/examples/classic-config.json" --rescan-interval 10s >"$log" 2>&1 &

@@ -15,7 +15,15 @@ for pf in /sys/bus/pci/drivers/igb/0000:*; do
 	ip link set "$(ls $pf/net)" up
 	echo 4 > $pf/sriov_numvfs || echo "sriov_numvfs on $pf failed"
 done
-sleep 2
+# Wait for the condition, not a time: every VF bound to igbvf with its
+# netdev (two PFs x 4 VFs), for at most 20 s.
+want=$(( $(ls -d /sys/bus/pci/drivers/igb/0000:* | wc -l) * 4 ))
+for i in $(seq 1 200); do
+	have=$(ls -d /sys/bus/pci/drivers/igbvf/0000:*/net/* 2>/dev/null | wc -l)
+	[ "$have" -ge "$want" ] && break
+	sleep 0.1
+done
+echo "VF-NETDEVS=$have/$want after $(cut -d' ' -f1 /proc/uptime)s"
 echo "=== KERNEL TEST LOG BEGIN"
 /bin/kernel.test -test.v -test.timeout 300s $(cat /test-args) 2>&1
 rc=$?

@@ -23,7 +23,6 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
-	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
@@ -210,8 +209,8 @@ func TestNumVFsChangeSeenByRescan(t *testing.T) {
 	assert.Empty(t, vfsOf(inv, pf))
 	pfDev, ok := inv.Get(discovery.PCIDeviceName(pf))
 	if !ok {
-		r, _ := realHost().DefaultRouteInterfaces()
-		t.Logf("PF %s is not a device; interfaces with a default route: %v", pf, r)
+		r, err := realHost().DefaultRouteInterfaces()
+		t.Logf("PF %s is not a device; interfaces with a default route: %v (%v)", pf, r, err)
 	}
 	require.True(t, ok, "a PF without VFs is a device")
 	assert.Equal(t, discovery.FunctionPF, pfDev.FunctionType)
@@ -255,8 +254,10 @@ func TestSimulatedSysfsLayoutMatchesKernel(t *testing.T) {
 	// group comes after both PFs', as VFs are created after boot.
 	for _, m := range []map[string]string{real, sim} {
 		var pfGroup, vfGroup int
-		fmt.Sscanf(m["pf/iommu_group"], "4 ../ then iommu_groups/%d", &pfGroup)
-		fmt.Sscanf(m["vf/iommu_group"], "4 ../ then iommu_groups/%d", &vfGroup)
+		_, err := fmt.Sscanf(m["pf/iommu_group"], "4 ../ then iommu_groups/%d", &pfGroup)
+		require.NoError(t, err, "PF iommu_group link %q", m["pf/iommu_group"])
+		_, err = fmt.Sscanf(m["vf/iommu_group"], "4 ../ then iommu_groups/%d", &vfGroup)
+		require.NoError(t, err, "VF iommu_group link %q", m["vf/iommu_group"])
 		m["vf/iommu_group"] = fmt.Sprintf("PF group + %d", vfGroup-pfGroup)
 		m["pf/iommu_group"] = strings.TrimRight(m["pf/iommu_group"], "0123456789") + "N"
 	}

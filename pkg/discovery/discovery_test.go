@@ -168,3 +168,20 @@ func TestDeviceDetails(t *testing.T) {
 	vf := get(t, inv, "pci-0000-3b-02-0")
 	assert.Equal(t, "0000:3b:02.0", vf.ID())
 }
+
+// TestPCIeRootsOfSeveralRootComplexes: devices under different root
+// complexes get different roots; those under one share it.
+func TestPCIeRootsOfSeveralRootComplexes(t *testing.T) {
+	// The profiles place e810 and fpga under pci0000:00, cx6dx under
+	// pci0000:5d, infiniband under pci0000:ae and uio under pci0000:85.
+	h, _ := simhosttest.NewProfileHost(t, "e810", "cx6dx", "infiniband", "uio", "fpga")
+	inv := discover(t, h)
+	for name, want := range map[string]string{
+		"pci-0000-3b-02-0": "pci0000:00", "pci-0000-3b-11-3": "pci0000:00", "pci-0000-d8-00-0": "pci0000:00",
+		"pci-0000-5e-00-2": "pci0000:5d", "pci-0000-5e-00-5": "pci0000:5d",
+		"pci-0000-af-00-2": "pci0000:ae",
+		"pci-0000-86-02-0": "pci0000:85", "pci-0000-86-02-1": "pci0000:85",
+	} {
+		assert.Equal(t, want, get(t, inv, name).PCIeRoot, name)
+	}
+}

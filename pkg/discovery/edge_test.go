@@ -246,11 +246,7 @@ func TestEmptyHost(t *testing.T) {
 // (hwloc's dual-socket Xeon with X722 and ConnectX-4 NICs and NEC vector
 // engines behind PLX switches).
 func TestRealHostCapture(t *testing.T) {
-	fixture, err := filepath.Abs("../../../shared/fixtures/hwloc-xeon-x722-cx4.tar.bz2")
-	require.NoError(t, err)
-	if _, err := os.Stat(fixture); err != nil {
-		t.Fatalf("fixture missing: %v", err)
-	}
+	fixture := "testdata/hwloc-xeon-x722-cx4.tar.bz2" // see testdata/README.md
 	dir := t.TempDir()
 	out, err := exec.Command("tar", "-xjf", fixture, "-C", dir).CombinedOutput()
 	require.NoError(t, err, string(out))
@@ -276,6 +272,13 @@ func TestRealHostCapture(t *testing.T) {
 		assert.Equal(t, "1013", d.DeviceID)
 		assert.Equal(t, "mlx5_core", d.Driver)
 	}
+	// Three root complexes, from the capture's device paths.
+	pcieRoots := map[string]string{}
+	for d := range inv.All() {
+		pcieRoots[d.PCIAddress] = d.PCIeRoot
+	}
+	assert.Equal(t, map[string]string{"0000:1a:00.0": "pci0000:17", "0000:3e:00.0": "pci0000:3a",
+		"0000:60:00.0": "pci0000:5d", "0000:60:00.1": "pci0000:5d"}, pcieRoots)
 }
 
 func write(t *testing.T, dir, name, content string) {

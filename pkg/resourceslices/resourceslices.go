@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,9 +96,18 @@ func Device(d *discovery.Device, resourceNameOf func(string) string) (resourceap
 	}
 	var problems []Problem
 	for name, v := range attrs {
-		if v.StringValue != nil && len(*v.StringValue) > resourceapi.DeviceAttributeMaxValueLength {
+		if v.StringValue == nil {
+			continue
+		}
+		// The API counts bytes, and a string that is not UTF-8 does not
+		// survive JSON: either would make the value wrong or the slice invalid.
+		switch val := *v.StringValue; {
+		case len(val) > resourceapi.DeviceAttributeMaxValueLength:
 			problems = append(problems, Problem{d.Name, string(name),
-				fmt.Sprintf("value has %d characters, the API allows %d", len(*v.StringValue), resourceapi.DeviceAttributeMaxValueLength)})
+				fmt.Sprintf("value has %d bytes, the API allows %d", len(val), resourceapi.DeviceAttributeMaxValueLength)})
+			delete(attrs, name)
+		case !utf8.ValidString(val):
+			problems = append(problems, Problem{d.Name, string(name), fmt.Sprintf("value %q is not valid UTF-8", val)})
 			delete(attrs, name)
 		}
 	}

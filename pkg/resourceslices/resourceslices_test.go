@@ -105,6 +105,15 @@ func TestDeviceMultusAttributesAndLimits(t *testing.T) {
 	require.Len(t, problems, 1)
 	assert.Equal(t, "ddpProfile", problems[0].Attribute)
 	assert.NotContains(t, dev.Attributes, resourceapi.QualifiedName("ddpProfile"))
+
+	odd := pf
+	odd.IfName, odd.PFName = "p\xff0", "p\xff0"
+	dev, problems = resourceslices.Device(&odd, nil)
+	require.Len(t, problems, 2)
+	assert.Contains(t, problems[0].String()+problems[1].String(), `"p\xff0" is not valid UTF-8`)
+	assert.NotContains(t, dev.Attributes, resourceapi.QualifiedName("ifName"))
+	assert.NotContains(t, dev.Attributes, resourceapi.QualifiedName("pfName"))
+	assert.Contains(t, dev.Attributes, resourceapi.QualifiedName("pciAddress"), "the rest of the device stays")
 }
 
 func TestResourceSlicesRender(t *testing.T) {
@@ -130,4 +139,28 @@ func BenchmarkBuildLarge(b *testing.B) {
 			b.Fatalf("%d slices", len(pool.Slices))
 		}
 	}
+}
+
+// TestBuildSplitsAPFOfMoreThan128Devices: an E810 port with 200 VFs (it
+// allows 256) needs two slices: 128 devices, the API's limit, then 72.
+func TestBuildSplitsAPFOfMoreThan128Devices(t *testing.T) {
+	inv := inventory(t, simhost.Spec{PFs: []simhost.PF{
+		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 200},
+		{Address: "0000:5b:00.0", Model: "e810", IfName: "ens2f0", NumVFs: 3},
+	}})
+	pool, problems := resourceslices.Build(inv, resourceslices.Options{})
+	assert.Empty(t, problems)
+	var sizes []int
+	for _, s := range pool.Slices {
+		sizes = append(sizes, len(s.Devices))
+	}
+	assert.Equal(t, []int{128, 72, 3}, sizes)
+	seen := map[string]bool{}
+	for _, s := range pool.Slices[:2] {
+		for _, d := range s.Devices {
+			assert.Equal(t, "0000:3b:00.0", *d.Attributes["rootDevice"].StringValue, "one PF's devices per slice")
+			seen[d.Name] = true
+		}
+	}
+	assert.Len(t, seen, 200)
 }

@@ -193,3 +193,23 @@ func TestAcpiIndexesSelector(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"0000:5b:00.0"}, res.Pools[0].IDs())
 }
+
+// TestDeviceWithoutPFNameNeverMatchesPfNames: a PF with no netdev (so no PF
+// name) is not taken by a pfNames pool, whatever the names.
+func TestDeviceWithoutPFNameNeverMatchesPfNames(t *testing.T) {
+	spec := simhost.Spec{PFs: []simhost.PF{
+		{Address: "0000:3b:00.0", Model: "e810"}, // no netdev, no VFs
+		{Address: "0000:5b:00.0", Model: "e810", IfName: "ens2f0"},
+	}}
+	res, inv := selectPools(t, spec, cfgOf(t, `{"resourceList":[{"resourceName":"a","selectors":{"pfNames":["ens2f0","ens1f0#0-3"]}}]}`))
+	require.Equal(t, 2, inv.Len())
+	assert.Equal(t, []string{"0000:5b:00.0"}, res.Pools[0].IDs())
+}
+
+// TestRootDevicesIgnoreCase: PCI addresses are hexadecimal; upper case in
+// rootDevices names the same device.
+func TestRootDevicesIgnoreCase(t *testing.T) {
+	spec := simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 4}}}
+	res, _ := selectPools(t, spec, cfgOf(t, `{"resourceList":[{"resourceName":"a","selectors":{"rootDevices":["0000:3B:00.0#1-2"]}}]}`))
+	assert.Equal(t, []string{"0000:3b:02.1", "0000:3b:02.2"}, res.Pools[0].IDs())
+}

@@ -1,6 +1,7 @@
 package v1_test
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -174,9 +175,18 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		cfg.Default("")
-		_ = cfg.Validate()
 		for i := range cfg.ResourceList {
 			_ = cfg.ResourceList[i].AdditionalInfoFor("*")
 		}
+		if cfg.Validate() != nil {
+			return
+		}
+		written, err := json.Marshal(cfg)
+		require.NoError(t, err)
+		again, err := classic.Parse(written, "")
+		require.NoError(t, err, "a valid config, written back, must read again: %s", written)
+		rewritten, err := json.Marshal(again)
+		require.NoError(t, err)
+		assert.JSONEq(t, string(written), string(rewritten), "round trip changed the config")
 	})
 }

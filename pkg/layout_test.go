@@ -1,0 +1,86 @@
+// The package layout README.md's "Layout" section describes, checked: each
+// package of the module may import only the packages of the module listed
+// for it here (and any outside the module). A new package, or a new import
+// across packages, needs a line here and in the README.
+package pkg_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const module = "github.com/sriov-dra/sriov-dra/"
+
+// allowed lists, per package (relative to the module), the module's
+// packages it may import.
+var allowed = map[string][]string{
+	"api/classic/v1":         {"pkg/pfrange"},
+	"api/netconfig/v1alpha1": nil,
+	"pkg/atomicfile":         nil,
+	"pkg/flock":              nil,
+	"pkg/pfrange":            nil,
+	"pkg/host":               nil,
+	"pkg/discovery":          {"pkg/host"},
+	"pkg/selector":           {"api/classic/v1", "pkg/discovery", "pkg/pfrange"},
+	"pkg/resourceslices":     {"api/classic/v1", "pkg/discovery", "pkg/selector"},
+	"pkg/prepare":            {"api/netconfig/v1alpha1", "pkg/discovery", "pkg/selector"},
+	"pkg/nodefiles":          {"pkg/atomicfile"},
+	"pkg/checkpoint":         {"pkg/atomicfile"},
+	"pkg/driver": {"api/classic/v1", "pkg/checkpoint", "pkg/discovery", "pkg/flock", "pkg/host", "pkg/nodefiles",
+		"pkg/prepare", "pkg/resourceslices", "pkg/selector"},
+	"pkg/simhost":             {"pkg/host"},
+	"pkg/simhost/simhosttest": {"pkg/simhost"},
+	"cmd/sriov-dra": {"api/classic/v1", "pkg/discovery", "pkg/driver", "pkg/host", "pkg/resourceslices",
+		"pkg/selector", "pkg/simhost"},
+	"e2e/framework":       nil,
+	"e2e/cmd/e2e-cluster": {"e2e/framework"},
+	"e2e/images/pause":    nil,
+}
+
+type listedPackage struct {
+	ImportPath string
+	Imports    []string
+}
+
+func TestPackageLayout(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", "../...").Output()
+	require.NoError(t, err, "go list")
+	dec := json.NewDecoder(bytes.NewReader(out))
+	seen := map[string]bool{}
+	for {
+		var p listedPackage
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+		rel := strings.TrimPrefix(p.ImportPath, module)
+		if rel == "pkg" {
+			continue // this test
+		}
+		want, ok := allowed[rel]
+		if !assert.True(t, ok, "package %s is not in the layout (pkg/layout_test.go and README.md)", rel) {
+			continue
+		}
+		seen[rel] = true
+		for _, imp := range p.Imports {
+			dep, ours := strings.CutPrefix(imp, module)
+			if ours && !slices.Contains(want, dep) {
+				t.Errorf("%s imports %s, which the layout does not allow", rel, dep)
+			}
+		}
+	}
+	for rel := range allowed {
+		if !seen[rel] {
+			t.Errorf("layout lists %s, which does not exist", rel)
+		}
+	}
+}
