@@ -54,15 +54,11 @@ type preparer struct {
 func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName,
 		Classes: p.lookups.deviceClasses(ctx, prepare.ClassNames(claims)), Pods: p.lookups.claimPods(ctx, claims)}
-	unlock, err := p.state.lock(ctx)
+	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	cp, err := p.loadState(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
 	for _, c := range claims {
 		entry, ok := cp.Claims[string(c.UID)]

@@ -125,27 +125,19 @@ func (p *preparer) collectGarbage(ctx context.Context) {
 }
 
 func (p *preparer) collectOnce(ctx context.Context) error {
-	unlock, err := p.state.lock(ctx)
+	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
 		return err
 	}
-	cp, err := p.loadState(ctx)
-	unlock()
-	if err != nil {
-		return err
-	}
+	unlock() // the API is asked without holding up prepares
 	gone, named, err := p.goneClaims(ctx, cp)
 	if err != nil || (len(gone) == 0 && len(named) == 0) {
 		return err
 	}
-	unlock, err = p.state.lock(ctx)
-	if err != nil {
+	if cp, unlock, err = p.lockState(ctx); err != nil {
 		return err
 	}
 	defer unlock()
-	if cp, err = p.loadState(ctx); err != nil {
-		return err
-	}
 	for uid, ref := range named {
 		if e, ok := cp.Claims[uid]; ok {
 			e.Namespace, e.Name = ref.Namespace, ref.Name

@@ -17,15 +17,11 @@ import (
 // removed, drivers restored, the entry dropped. A claim this node never
 // prepared, or already unprepared, is done.
 func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
-	unlock, err := p.state.lock(ctx)
+	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	cp, err := p.loadState(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := make(map[types.UID]error, len(claims))
 	for _, c := range claims {
 		p.status.forget(c.UID)
@@ -74,6 +70,19 @@ func (p *preparer) logRollback(ctx context.Context, e checkpoint.Claim, err erro
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Rolling back a claim left things behind", "claim", klog.KRef(e.Namespace, e.Name))
 	}
+}
+
+// lockState takes the node lock and reads the checkpoint (see loadState).
+// The caller releases the lock with unlock.
+func (p *preparer) lockState(ctx context.Context) (cp checkpoint.Data, unlock func(), err error) {
+	if unlock, err = p.state.lock(ctx); err != nil {
+		return cp, nil, err
+	}
+	if cp, err = p.loadState(ctx); err != nil {
+		unlock()
+		return cp, nil, err
+	}
+	return cp, unlock, nil
 }
 
 // loadState reads the checkpoint for a prepare or unprepare. An unreadable
