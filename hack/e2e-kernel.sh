@@ -3,7 +3,9 @@
 # emulated Intel 82576 NICs (QEMU's igb), whose real igb/igbvf drivers create
 # real VFs behind a real (emulated) IOMMU, and runs the kernel-tier tests
 # (e2e/kernel) inside against /sys. The exit code is the tests' verdict; the
-# guest console and test log are kept in _output/kernel-artifacts.
+# guest console and test log are kept in _output/kernel-artifacts. A
+# virtio-net NIC carries the guest's default route: the uplink discovery must
+# never offer.
 # Arguments are passed to the test binary (e.g. -test.run Discovery).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,7 +62,7 @@ build_initramfs() {
 	(cd "$root" && CGO_ENABLED=0 go build -o "$ird/bin/sriov-dra" ./cmd/sriov-dra)
 	(cd "$root" && CGO_ENABLED=0 go test -c -tags kernel -o "$ird/bin/kernel.test" ./e2e/kernel)
 	: >"$ird/modules.order"
-	for m in igb igbvf vfio-pci vfio_iommu_type1; do
+	for m in igb igbvf vfio-pci vfio_iommu_type1 virtio_net bonding; do
 		modprobe -d "$kdir/root" -S "$ver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
 	done | awk '!seen[$0]++' | while read -r ko; do
 		local name
@@ -77,7 +79,7 @@ build_initramfs() {
 run_vm() {
 	local ver console=$art/console.log
 	ver=$(ls "$kdir/root/lib/modules")
-	log "booting $ver under QEMU (TCG), two igb NICs"
+	log "booting $ver under QEMU (TCG), two igb NICs and a virtio-net uplink"
 	local start=$SECONDS
 	timeout 600 qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot \
 		-kernel "$kdir/root/boot/vmlinuz-$ver" -initrd "$kdir/initramfs.cpio.gz" \
@@ -86,6 +88,7 @@ run_vm() {
 		-device pcie-root-port,id=rp1,chassis=1,slot=1 -device pcie-root-port,id=rp2,chassis=2,slot=2 \
 		-netdev user,id=n1,restrict=on,ipv6=off -device igb,bus=rp1,netdev=n1 \
 		-netdev user,id=n2,restrict=on,ipv6=off -device igb,bus=rp2,netdev=n2 \
+		-netdev user,id=n0,restrict=on,ipv6=off -device virtio-net-pci,netdev=n0 \
 		</dev/null >"$console" 2>&1 || true
 	log "VM ran $((SECONDS - start))s"
 	sed -n '/^=== KERNEL TEST LOG BEGIN/,/^=== KERNEL TEST LOG END/p' "$console" >"$art/test.log"

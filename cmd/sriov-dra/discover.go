@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
@@ -54,6 +55,7 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	driverName := fs.String("driver-name", DefaultDriverName, "DRA driver name for -o yaml")
 	configPath := fs.String("config", "", "classic config.json for -o yaml (adds k8s.cni.cncf.io/resourceName)")
 	prefix := fs.String("resource-prefix", classic.DefaultResourcePrefix, "resource prefix for pools that set none")
+	all := fs.Bool("all", false, "also list the network and accelerator functions that are not offered, and why (uplinks, PFs with VFs)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -81,9 +83,13 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	logger := klog.FromContext(ctx)
+	for _, pr := range inv.Problems() {
+		logger.Info("Device problem", "problem", pr.String())
+	}
 	switch *output {
 	case "json":
-		return writeDevicesJSON(stdout, inv)
+		return writeDevicesJSON(stdout, inv, *all)
 	case "yaml":
 		pool, _, _, err := resourceslices.DesiredPool(inv, cfg)
 		if err != nil {
@@ -100,7 +106,7 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	return writeDevicesTable(stdout, inv)
+	return writeDevicesTable(stdout, inv, *all)
 }
 
 type jsonDevice struct {
@@ -108,18 +114,31 @@ type jsonDevice struct {
 	Attributes map[string]any `json:"attributes"`
 }
 
-func writeDevicesJSON(w io.Writer, inv *discovery.Inventory) error {
+type jsonExcluded struct {
+	PCIAddress string `json:"pciAddress"`
+	IfName     string `json:"ifName,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+func writeDevicesJSON(w io.Writer, inv *discovery.Inventory, all bool) error {
 	out := struct {
-		Devices []jsonDevice `json:"devices"`
+		Devices  []jsonDevice   `json:"devices"`
+		Excluded []jsonExcluded `json:"excluded,omitempty"`
 	}{Devices: []jsonDevice{}}
 	for d := range inv.All() {
 		out.Devices = append(out.Devices, jsonDevice{Name: d.Name, Attributes: d.PlainAttributes()})
+	}
+	if all {
+		out.Excluded = []jsonExcluded{}
+		for _, e := range inv.Excluded() {
+			out.Excluded = append(out.Excluded, jsonExcluded(e))
+		}
 	}
 	enc := json.NewEncoder(w)
 	return enc.Encode(out)
 }
 
-func writeDevicesTable(w io.Writer, inv *discovery.Inventory) error {
+func writeDevicesTable(w io.Writer, inv *discovery.Inventory, all bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tPCI ADDRESS\tVENDOR:DEVICE\tDRIVER\tPF\tINDEX\tLINK\tNUMA\tRDMA")
 	for d := range inv.All() {
@@ -136,6 +155,15 @@ func writeDevicesTable(w io.Writer, inv *discovery.Inventory) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s:%s\t%s\t%s\t%s\t%s\t%s\t%t\n", d.Name, d.FunctionType, d.DeviceType,
 			d.PCIAddress, d.Vendor, d.DeviceID, dash(d.Driver), dash(d.PFName), index, dash(d.LinkType), numa, d.RDMA)
+	}
+	if err := tw.Flush(); err != nil || !all {
+		return err
+	}
+	fmt.Fprintln(w, "\nNOT OFFERED")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PCI ADDRESS\tINTERFACE\tREASON")
+	for _, e := range inv.Excluded() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.PCIAddress, dash(e.IfName), e.Reason)
 	}
 	return tw.Flush()
 }

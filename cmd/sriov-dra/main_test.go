@@ -164,3 +164,26 @@ func TestUnknownCommandAndVersion(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Equal(t, "sriov-dra dev\n", out)
 }
+
+func TestDiscoverAllShowsWhatIsNotOffered(t *testing.T) {
+	dir := simulate(t, "mgmt")
+	code, out, errs := runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys", "--all", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	assert.JSONEq(t, `{"devices":[],"excluded":[
+		{"pciAddress":"0000:06:00.0","ifName":"eno1","reason":"uplink: carries the default route (interface eno1)"},
+		{"pciAddress":"0000:07:00.0","ifName":"eth0","reason":"uplink: carries the default route (interface eth0)"},
+		{"pciAddress":"0000:08:00.0","ifName":"eno2","reason":"uplink: carries the default route (interface bond0)"},
+		{"pciAddress":"0000:09:00.0","ifName":"eno3","reason":"uplink: carries the default route (interface bond0)"}]}`, out)
+	code, out, _ = runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys", "-o", "json")
+	require.Equal(t, 0, code)
+	assert.JSONEq(t, `{"devices":[]}`, out, "without --all, only devices")
+}
+
+func TestSimulatedNeedsASimulatedHost(t *testing.T) {
+	code, _, errs := runCLI(t, "discover", "--simulated", "--sysfs-root", t.TempDir()+"/sys")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "is not a simulated host written by `sriov-dra simulate`")
+	code, _, errs = runCLI(t, "discover", "--simulated")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "--simulated needs --sysfs-root")
+}

@@ -24,6 +24,15 @@ for i in $(seq 1 200); do
 	sleep 0.1
 done
 echo "VF-NETDEVS=$have/$want after $(cut -d' ' -f1 /proc/uptime)s"
+# The virtio-net NIC is the guest's uplink: QEMU's user network (restricted:
+# nothing leaves the VM) answers at 10.0.2.2.
+for n in /sys/class/net/*; do
+	[ "$(basename "$(readlink "$n/device/driver")")" = virtio_net ] && uplink=$(basename "$n")
+done
+ip link set "$uplink" up
+ip addr add 10.0.2.15/24 dev "$uplink"
+ip route add default via 10.0.2.2 dev "$uplink"
+echo "UPLINK=$uplink"
 echo "=== KERNEL TEST LOG BEGIN"
 /bin/kernel.test -test.v -test.timeout 300s $(cat /test-args) 2>&1
 rc=$?

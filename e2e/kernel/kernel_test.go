@@ -266,3 +266,55 @@ func TestSimulatedSysfsLayoutMatchesKernel(t *testing.T) {
 	delete(real, "vf/subsystem")
 	assert.Equal(t, real, sim)
 }
+
+// uplinkNIC is the virtio-net NIC init.sh gave the default route: its
+// interface and PCI function, read from the real /sys.
+func uplinkNIC(t *testing.T) (ifName, pci string) {
+	t.Helper()
+	nics, err := filepath.Glob("/sys/bus/pci/drivers/virtio-pci/0000:*")
+	require.NoError(t, err)
+	require.Len(t, nics, 1, "one virtio-net NIC in the VM")
+	pci = filepath.Base(nics[0])
+	netdevs, err := filepath.Glob(nics[0] + "/virtio*/net/*")
+	require.NoError(t, err)
+	require.Len(t, netdevs, 1, "the virtio NIC's netdev sits under its virtio child device")
+	return filepath.Base(netdevs[0]), pci
+}
+
+// TestUplinkNotOffered: the virtio-net NIC with the guest's default route is
+// not offered, on its own and enslaved to a bond; the igb VFs stay offered.
+func TestUplinkNotOffered(t *testing.T) {
+	ifName, pci := uplinkNIC(t)
+	check := func(via string) {
+		t.Helper()
+		inv := discoverReal(t)
+		_, offered := inv.Get(discovery.PCIDeviceName(pci))
+		assert.False(t, offered, "the uplink %s (%s) is offered", pci, ifName)
+		assert.Equal(t, "carries the default route (interface "+via+")", inv.Uplinks().Functions[pci])
+		assert.Empty(t, inv.Uplinks().Unresolved)
+		for _, pf := range igbPFs(t) {
+			assert.Len(t, vfsOf(inv, pf), 4, "the igb VFs of %s stay offered", pf)
+		}
+	}
+	check(ifName)
+
+	// The same NIC as the only member of a bond that carries the route.
+	run := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		require.NoError(t, err, "ip %v: %s", args, out)
+	}
+	run("link", "add", "upbond0", "type", "bond")
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", "upbond0").Run()
+		_ = exec.Command("ip", "link", "set", ifName, "up").Run()
+		_ = exec.Command("ip", "addr", "add", "10.0.2.15/24", "dev", ifName).Run()
+		_ = exec.Command("ip", "route", "replace", "default", "via", "10.0.2.2", "dev", ifName).Run()
+	})
+	run("link", "set", ifName, "down")
+	run("link", "set", ifName, "master", "upbond0")
+	run("link", "set", "upbond0", "up")
+	run("addr", "add", "10.0.2.15/24", "dev", "upbond0")
+	run("route", "replace", "default", "via", "10.0.2.2", "dev", "upbond0")
+	check("upbond0")
+}

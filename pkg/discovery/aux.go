@@ -118,8 +118,11 @@ func (s *scan) auxDevice(name, dir string, parent *pciFunc) (Device, error) {
 	}
 	st := s.devlinkOf(parent)
 	d.EswitchMode = st.EswitchMode
-	netdevs, _ := s.h.ListSys(path.Join(dir, "net"))
-	s.fillNetdev(&d, dir, first(netdevs), parent)
+	netdev := ""
+	if netdevs, _ := s.h.ListSys(path.Join(dir, "net")); len(netdevs) > 0 {
+		netdev = path.Join(dir, "net", netdevs[0])
+	}
+	s.fillNetdev(&d, netdev, parent)
 	s.fillRDMA(&d, dir)
 	if n, err := s.h.ReadSysInt(path.Join(parent.dir, "numa_node")); err == nil && n >= 0 {
 		d.NUMANode = n

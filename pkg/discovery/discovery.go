@@ -57,7 +57,10 @@ type pciFunc struct {
 	// physfnErr is set when the function has a physfn link that cannot be followed.
 	physfnErr error
 	netdevs   []string
-	entries   []string // sorted names in dir
+	// netDir is where the netdevs are, relative to dir: "net", or under a
+	// child device ("virtio2/net") for a virtio NIC.
+	netDir  string
+	entries []string // sorted names in dir
 	devlink   *host.DevlinkState
 }
 
@@ -69,13 +72,14 @@ type scan struct {
 	funcs    map[string]*pciFunc
 	vfIndex  map[string]int
 	vdpa     map[string]vdpaInfo // parent name -> vdpa device
-	routes   map[string]bool
+	uplinks  Uplinks
 	attrOpts []deviceattribute.MachineModifier
 	// mu guards problems, roots and the PFs' devlink cache, which the
 	// parallel per-device workers share.
 	mu       sync.Mutex
 	roots    map[string]string // parent dir -> PCIe root
 	problems []Problem
+	excluded []Exclusion
 }
 
 // Discover reads the host once and returns its inventory. Devices or
@@ -91,11 +95,17 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 		roots:    map[string]string{},
 		attrOpts: []deviceattribute.MachineModifier{deviceattribute.WithFS(h.SysFS())},
 	}
-	routes, err := h.DefaultRouteInterfaces()
+	uplinks, err := FindUplinks(ctx, h)
 	if err != nil {
-		s.logger.Error(err, "Reading default routes failed; no interface is excluded for carrying one")
+		// Fail closed: nothing can be known to be safe to rebind.
+		uplinks.Unresolved = append(uplinks.Unresolved, "(route table unreadable)")
+		s.problems = append(s.problems, Problem{Device: "host", Err: err})
 	}
-	s.routes = routes
+	for _, ifName := range uplinks.Unresolved {
+		s.problems = append(s.problems, Problem{Device: "host", Attribute: "uplink",
+			Err: fmt.Errorf("default-route interface %s cannot be traced to a PCI device; no PF will be rebound until it can", ifName)})
+	}
+	s.uplinks = uplinks
 
 	addrs, err := h.ListSys(pciDevicesDir)
 	if err != nil {
@@ -131,7 +141,10 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 	devs = devs[:n]
 	devs = append(devs, s.auxDevices()...)
 	slices.SortStableFunc(s.problems, func(a, b Problem) int { return strings.Compare(a.Device, b.Device) })
-	return newInventory(devs, s.problems), nil
+	slices.SortFunc(s.excluded, func(a, b Exclusion) int { return strings.Compare(a.PCIAddress, b.PCIAddress) })
+	inv := newInventory(devs, s.problems)
+	inv.excluded, inv.uplinks = s.excluded, s.uplinks
+	return inv, nil
 }
 
 func (s *scan) skipDevice(dev string, err error) {
@@ -139,6 +152,12 @@ func (s *scan) skipDevice(dev string, err error) {
 	defer s.mu.Unlock()
 	s.problems = append(s.problems, Problem{Device: dev, Err: err})
 	s.logger.V(4).Info("Skipping device", "device", dev, "err", err)
+}
+
+func (s *scan) exclude(f *pciFunc, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.excluded = append(s.excluded, Exclusion{PCIAddress: f.addr, IfName: first(f.netdevs), Reason: reason})
 }
 
 func (s *scan) skipAttr(dev, attr string, err error) {
@@ -206,10 +225,36 @@ func (s *scan) readFunc(addr string) *pciFunc {
 			f.physfn = path.Base(pf)
 		}
 	}
-	if f.has("net") {
-		f.netdevs, _ = s.h.ListSys(path.Join(f.dir, "net"))
-	}
+	f.findNetdevs(s.h)
 	return f
+}
+
+// findNetdevs finds the function's netdevs: under net/, or for a virtio
+// NIC under its virtio child device (virtioN/net/).
+func (f *pciFunc) findNetdevs(h Host) {
+	for _, e := range f.entries {
+		dir := ""
+		switch {
+		case e == "net":
+			dir = "net"
+		case strings.HasPrefix(e, "virtio"):
+			dir = path.Join(e, "net")
+		default:
+			continue
+		}
+		if names, _ := h.ListSys(path.Join(f.dir, dir)); len(names) > 0 {
+			f.netdevs, f.netDir = names, dir
+			return
+		}
+	}
+}
+
+// netdevDir is the sysfs directory of the function's first netdev, or "".
+func (f *pciFunc) netdevDir() string {
+	if len(f.netdevs) == 0 {
+		return ""
+	}
+	return path.Join(f.dir, f.netDir, f.netdevs[0])
 }
 
 // has reports whether the function's sysfs directory has an entry.
@@ -287,14 +332,13 @@ func (s *scan) hasVirtfn(f *pciFunc) bool {
 // pciDevice turns a PCI function into a device, or says why it is none.
 func (s *scan) pciDevice(f *pciFunc) (Device, bool) {
 	isVF := f.physfn != "" || f.physfnErr != nil
-	if !isVF && (f.hasVF || f.numVFs > 0) {
-		return Device{}, false // a PF with VFs is a parent, not a device
+	if why, ok := s.uplinks.Functions[f.addr]; ok {
+		s.exclude(f, "uplink: "+why)
+		return Device{}, false
 	}
-	for _, nd := range f.netdevs {
-		if s.routes[nd] {
-			s.logger.V(1).Info("Excluding device that carries the default route", "device", f.addr, "netdev", nd)
-			return Device{}, false
-		}
+	if !isVF && (f.hasVF || f.numVFs > 0) {
+		s.exclude(f, fmt.Sprintf("PF with %d VFs enabled: its VFs are offered", f.numVFs))
+		return Device{}, false
 	}
 	d := Device{
 		Name:       PCIDeviceName(f.addr),
@@ -332,7 +376,7 @@ func (s *scan) pciDevice(f *pciFunc) (Device, bool) {
 		d.EswitchMode = st.EswitchMode
 		d.DDPProfile = st.DDPProfile
 	}
-	s.fillNetdev(&d, f.dir, first(f.netdevs), pf)
+	s.fillNetdev(&d, f.netdevDir(), pf)
 	s.fillCommonPCI(&d, f)
 	if v, ok := s.vdpa[f.addr]; ok {
 		d.VDPAType, d.VDPADevice = v.kind, v.vhostDev

@@ -73,14 +73,15 @@ func TestDefaultRoute(t *testing.T) {
 		h, root := simhosttest.NewProfileHost(t, "mgmt")
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/route"), []byte("Iface\tDestination\n"), 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/ipv6_route"), nil, 0o644))
-		assert.Equal(t, []string{"pci-0000-06-00-0"}, names(discover(t, h)))
+		assert.Equal(t, []string{"pci-0000-06-00-0", "pci-0000-07-00-0", "pci-0000-08-00-0", "pci-0000-09-00-0"}, names(discover(t, h)),
+			"the profile's I210, virtio NIC and the bond's two I210 ports")
 	})
 	t.Run("a non-default route does not exclude", func(t *testing.T) {
 		h, root := simhosttest.NewProfileHost(t, "mgmt")
 		route := "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\nens1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/route"), []byte(route), 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "proc/net/ipv6_route"), nil, 0o644))
-		assert.Len(t, names(discover(t, h)), 1)
+		assert.Len(t, names(discover(t, h)), 4)
 	})
 	t.Run("a VF carrying the default route is excluded", func(t *testing.T) {
 		h, root := simhosttest.NewHost(t, e810(nil))

@@ -22,11 +22,21 @@ func (p Problem) String() string {
 	return fmt.Sprintf("device %s: attribute %s skipped: %v", p.Device, p.Attribute, p.Err)
 }
 
+// Exclusion is a network or accelerator PCI function that is not a device,
+// and why.
+type Exclusion struct {
+	PCIAddress string
+	IfName     string
+	Reason     string
+}
+
 // Inventory is an immutable snapshot of a host's devices, sorted by name.
 type Inventory struct {
 	devices  []Device
 	byName   map[string]int
 	problems []Problem
+	excluded []Exclusion
+	uplinks  Uplinks
 }
 
 func newInventory(devs []Device, problems []Problem) *Inventory {
@@ -81,3 +91,10 @@ func (inv *Inventory) Get(name string) (Device, bool) {
 
 // Problems lists what discovery skipped.
 func (inv *Inventory) Problems() []Problem { return slices.Clone(inv.problems) }
+
+// Excluded lists the functions that are not devices, by PCI address.
+func (inv *Inventory) Excluded() []Exclusion { return slices.Clone(inv.excluded) }
+
+// Uplinks are the functions carrying the host's default routes, as found by
+// this discovery.
+func (inv *Inventory) Uplinks() Uplinks { return inv.uplinks }

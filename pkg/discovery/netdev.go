@@ -22,14 +22,14 @@ var linkTypes = map[int]string{
 	65534: "none",
 }
 
-// fillNetdev sets the netdev attributes from the device's own netdev, or,
-// when that is not visible (moved into a pod's network namespace, or bound to
-// a userspace driver), derives link type and state from its PF.
-func (s *scan) fillNetdev(d *Device, devDir, ifName string, pf *pciFunc) {
+// fillNetdev sets the netdev attributes from the device's own netdev (its
+// sysfs directory, "" when it has none), or, when that is not visible (moved
+// into a pod's network namespace, or bound to a userspace driver), derives
+// link type and state from its PF.
+func (s *scan) fillNetdev(d *Device, dir string, pf *pciFunc) {
 	id := d.ID()
-	if ifName != "" {
-		dir := path.Join(devDir, "net", ifName)
-		d.IfName = ifName
+	if dir != "" {
+		d.IfName = path.Base(dir)
 		if v, err := s.h.ReadSysString(path.Join(dir, "address")); err == nil {
 			d.HardwareAddress = v
 		}
@@ -43,10 +43,10 @@ func (s *scan) fillNetdev(d *Device, devDir, ifName string, pf *pciFunc) {
 		}
 		return
 	}
-	if pf == nil || len(pf.netdevs) == 0 || pf.dir == devDir {
+	if pf == nil || len(pf.netdevs) == 0 || d.FunctionType == FunctionPF {
 		return
 	}
-	dir := path.Join(pf.dir, "net", pf.netdevs[0])
+	dir = pf.netdevDir()
 	if lt, err := s.readLinkType(dir); err == nil {
 		d.LinkType = lt
 	}

@@ -18,12 +18,12 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
 
-// PrepareHost is what preparing needs from the OS; *host.Host implements it.
+// PrepareHost is what preparing needs from the OS besides reading devices;
+// *host.Host implements it.
 type PrepareHost interface {
 	prepare.DevNodes
 	BootID() string
 	BindDriver(pciAddress, driver string) (previous string, err error)
-	DefaultRouteInterfaces() (map[string]bool, error)
 }
 
 // inventorySource gives the prepare path the devices as last discovered,
@@ -40,7 +40,7 @@ type preparer struct {
 	nodeName   string
 	cdiRoot    string
 	devInfoDir string
-	host       PrepareHost
+	host       Host
 	devices    inventorySource
 	state      *nodeState
 	lookups    *lookups
@@ -129,10 +129,12 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 // resolve plans the claims on the last discovered devices, and once more on
 // a fresh discovery when a claim names a device the last one did not see.
 func (p *preparer) resolve(ctx context.Context, in prepare.Input) ([]prepare.ClaimPlan, error) {
-	var err error
-	if in.Uplinks, err = p.host.DefaultRouteInterfaces(); err != nil {
-		return nil, fmt.Errorf("read default routes (needed to protect the uplink): %w", err)
+	// Read now: which NIC carries the node's traffic must not be a rescan old.
+	uplinks, err := discovery.FindUplinks(ctx, p.host)
+	if err != nil {
+		uplinks.Unresolved = append(uplinks.Unresolved, "(route table unreadable)")
 	}
+	in.Uplinks = uplinks
 	in.Inventory, in.Pools = p.devices.snapshot()
 	if in.Inventory == nil {
 		if in.Inventory, err = p.devices.rediscover(ctx); err != nil {

@@ -70,7 +70,7 @@ func TestPrepareErrorsLeaveNothing(t *testing.T) {
 	}{
 		{name: "bad config", config: `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","needVhostNet":"yes"}`, device: "pci-0000-3b-02-0", want: "class cls config[0]: decode NetConfig"},
 		{name: "unknown device, even after a fresh discovery", device: "pci-0000-3b-0f-0", want: "device pci-0000-3b-0f-0: device is not on this node"},
-		{name: "rebinding the default route NIC", config: dpdkConfig, device: "pci-0000-3b-02-2", routeVF: "ens1f0v2", want: "carries the default route; refusing"},
+		{name: "rebinding the default route NIC", config: dpdkConfig, device: "pci-0000-3b-02-2", routeVF: "ens1f0v2", want: "carries the default route (interface ens1f0v2); refusing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,9 +35,9 @@ type Input struct {
 	// Pods holds the pods the claims are reserved for, by UID. A pod that is
 	// missing makes all its claims in this call share one environment.
 	Pods map[types.UID]*corev1.Pod
-	// Uplinks are the host's uplink network interfaces (those carrying a
-	// default route): a device with one of them is never rebound.
-	Uplinks map[string]bool
+	// Uplinks are the functions under the host's default routes, read
+	// just now: they are never rebound.
+	Uplinks discovery.Uplinks
 }
 
 // DevicePlan is one allocated device and what it is prepared with.
@@ -155,8 +155,8 @@ func (in *Input) checkRebind(dp *DevicePlan) error {
 	if d.FunctionType == discovery.FunctionSF {
 		return fmt.Errorf("device %s is a subfunction; driver %q cannot be bound to it", d.Name, driver)
 	}
-	if d.IfName != "" && in.Uplinks[d.IfName] {
-		return fmt.Errorf("device %s (%s) carries the default route; refusing to bind it to %s", d.Name, d.IfName, driver)
+	if why, protected := in.Uplinks.Protects(d); protected {
+		return fmt.Errorf("device %s %s; refusing to bind it to %s", d.Name, why, driver)
 	}
 	return nil
 }

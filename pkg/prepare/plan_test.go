@@ -383,14 +383,14 @@ func TestPlanErrors(t *testing.T) {
 		{"subfunction rebind", withConfig(claim("sfbind", "vfs", sf2.Name),
 			opaque(resourceapi.AllocationConfigSourceClass, nil, netConfig(`,"driver":"vfio-pci"`))), "is a subfunction", false},
 		{"uplink rebind", withConfig(claim("up", "vfs", uplinkVF.Name),
-			opaque(resourceapi.AllocationConfigSourceClass, nil, netConfig(`,"driver":"vfio-pci"`))), "carries the default route; refusing", true},
+			opaque(resourceapi.AllocationConfigSourceClass, nil, netConfig(`,"driver":"vfio-pci"`))), "pci-0000-3b-02-2 carries the default route (interface ens1f0v2); refusing to bind it to vfio-pci", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := prepare.Input{DriverName: driverName, PoolName: "node", Claims: []*resourceapi.ResourceClaim{tc.claim, claim("fine", "vfs", netVF0.Name)},
 				Inventory: discovery.NewInventory(nodeDevices), Classes: classes}
 			if tc.uplink {
-				in.Uplinks = map[string]bool{uplinkVF.IfName: true}
+				in.Uplinks = discovery.Uplinks{Functions: map[string]string{uplinkVF.PCIAddress: "carries the default route (interface ens1f0v2)"}}
 			}
 			out := prepare.Render(driverName, prepare.Resolve(in), in.Inventory, nodeDev)
 			require.Error(t, out[0].Err)
@@ -398,6 +398,18 @@ func TestPlanErrors(t *testing.T) {
 			assert.NoError(t, out[1].Err, "another claim in the same call is unaffected")
 		})
 	}
+	t.Run("an uplink that cannot be traced keeps every PF from being rebound, not VFs", func(t *testing.T) {
+		pf := discovery.Device{Name: "pci-0000-5b-00-0", FunctionType: discovery.FunctionPF, DeviceType: discovery.DeviceTypeNet,
+			PCIAddress: "0000:5b:00.0", Driver: "ice", PFName: "ens2f0", RootDevice: "0000:5b:00.0", VFIndex: -1, SFNum: -1, IfName: "ens2f0", IOMMUGroup: 70}
+		bind := opaque(resourceapi.AllocationConfigSourceClass, nil, netConfig(`,"driver":"vfio-pci"`))
+		in := prepare.Input{DriverName: driverName, PoolName: "node", Classes: classes,
+			Claims:    []*resourceapi.ResourceClaim{withConfig(claim("pf", "vfs", pf.Name), bind), withConfig(claim("vf", "vfs", netVF1.Name), bind)},
+			Inventory: discovery.NewInventory(append([]discovery.Device{pf}, nodeDevices...)),
+			Uplinks:   discovery.Uplinks{Unresolved: []string{"wg0"}}}
+		plans := prepare.Resolve(in)
+		require.ErrorContains(t, plans[0].Err, "default-route interface wg0 cannot be traced to a device, so any PF may be the uplink")
+		assert.NoError(t, plans[1].Err)
+	})
 	t.Run("admin access never rebinds", func(t *testing.T) {
 		in := prepare.Input{DriverName: driverName, PoolName: "node", Claims: []*resourceapi.ResourceClaim{admin}, Inventory: discovery.NewInventory(nodeDevices), Classes: classes}
 		plans := prepare.Resolve(in)

@@ -25,6 +25,9 @@ func models() map[string]PF {
 			VFDevice: "10ca", VFDriver: "igbvf"},
 		"i210":  {Vendor: "8086", Device: "1533", Driver: "igb"},
 		"n3000": {Vendor: "8086", Device: "0d90", Class: "0x120000", Driver: "dfl-pci"},
+		// A paravirtual NIC: its netdev hangs off a virtio child device
+		// (<function>/virtioN/net/<if>), not the PCI function.
+		"virtio": {Vendor: "1af4", Device: "1041", Driver: "virtio-pci"},
 	}
 }
 
@@ -33,40 +36,48 @@ func models() map[string]PF {
 type profile struct {
 	name string
 	pfs  func() []PF
+	// uppers are the profile's virtual interfaces, if any.
+	uppers []Upper
 }
 
 // profiles lists the profiles in the order help texts and the demo show them.
 func profiles() []profile {
 	return []profile{
-		{"e810", func() []PF {
+		{name: "e810", pfs: func() []PF {
 			return []PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NUMANode: intp(0), NumVFs: 8,
 				VFs: []VF{{Index: 6, Driver: "vfio-pci"}, {Index: 7, Driver: "vfio-pci"}}},
 				{Address: "0000:3b:00.1", Model: "e810", IfName: "ens1f1", NUMANode: intp(0), NumVFs: 4, VFOffset: 135, VFStride: 1}}
 		}},
-		{"cx6dx", func() []PF {
+		{name: "cx6dx", pfs: func() []PF {
 			return []PF{{Address: "0000:5e:00.0", Model: "cx6dx", IfName: "ens2f0np0", NUMANode: intp(1), NumVFs: 4, Root: "pci0000:5d"}}
 		}},
-		{"bf2", func() []PF {
+		{name: "bf2", pfs: func() []PF {
 			return []PF{{Address: "0000:03:00.0", Model: "bf2", IfName: "p0", NUMANode: intp(0),
 				SFs: []SF{{ID: 2, SFNum: 1, RDMA: true}, {ID: 3, SFNum: 2, RDMA: true}, {ID: 4, SFNum: 6, RDMA: true}}}}
 		}},
-		{"infiniband", func() []PF {
+		{name: "infiniband", pfs: func() []PF {
 			return []PF{{Address: "0000:af:00.0", Model: "cx4-ib", IfName: "ib0", NUMANode: intp(1), NumVFs: 2, Root: "pci0000:ae"}}
 		}},
-		{"vdpa", func() []PF {
+		{name: "vdpa", pfs: func() []PF {
 			return []PF{{Address: "0000:65:00.0", Model: "cx6dx", IfName: "ens3f0np0", NUMANode: intp(0), NumVFs: 2,
 				VFs: []VF{{Index: 0, VDPA: "vhost"}, {Index: 1, VDPA: "virtio"}}}}
 		}},
-		{"fpga", func() []PF { return []PF{{Address: "0000:d8:00.0", Model: "n3000", NUMANode: intp(1)}} }},
-		{"uio", func() []PF {
+		{name: "fpga", pfs: func() []PF { return []PF{{Address: "0000:d8:00.0", Model: "n3000", NUMANode: intp(1)}} }},
+		{name: "uio", pfs: func() []PF {
 			return []PF{{Address: "0000:86:00.0", Model: "x710", IfName: "ens5f0", NUMANode: intp(1), NumVFs: 2, Root: "pci0000:85",
 				VFs: []VF{{Index: 1, Driver: "igb_uio"}}}}
 		}},
-		{"mgmt", func() []PF {
-			return []PF{{Address: "0000:06:00.0", Model: "i210", IfName: "eno1", NUMANode: intp(0), DefaultRoute: true}}
-		}},
-		{"igb", igbPFs},
-		{"large", largePFs},
+		// Three uplinks the driver must never offer: an I210 with the default
+		// route, a virtio NIC with one (its netdev under virtioN/net/), and a
+		// bond of two I210 ports with one.
+		{name: "mgmt", pfs: func() []PF {
+			return []PF{{Address: "0000:06:00.0", Model: "i210", IfName: "eno1", NUMANode: intp(0), DefaultRoute: true},
+				{Address: "0000:07:00.0", Model: "virtio", IfName: "eth0", DefaultRoute: true},
+				{Address: "0000:08:00.0", Model: "i210", IfName: "eno2", NUMANode: intp(0)},
+				{Address: "0000:09:00.0", Model: "i210", IfName: "eno3", NUMANode: intp(0)}}
+		}, uppers: []Upper{{Name: "bond0", Kind: "bond", Lowers: []string{"eno2", "eno3"}, DefaultRoute: true}}},
+		{name: "igb", pfs: igbPFs},
+		{name: "large", pfs: largePFs},
 	}
 }
 
@@ -83,7 +94,7 @@ func ProfileNames() []string {
 func Profile(name string) (Spec, bool) {
 	for _, p := range profiles() {
 		if p.name == name {
-			return Spec{PFs: p.pfs()}, true
+			return Spec{PFs: p.pfs(), Uppers: p.uppers}, true
 		}
 	}
 	return Spec{}, false

@@ -16,6 +16,19 @@ import (
 // Spec describes a host: its physical functions and what hangs off them.
 type Spec struct {
 	PFs []PF `json:"pfs"`
+	// Uppers are virtual interfaces stacked on the functions' netdevs.
+	Uppers []Upper `json:"uppers,omitempty"`
+}
+
+// Upper is a bond, team, bridge or VLAN interface over other interfaces
+// (netdevs of the spec's functions, or earlier uppers).
+type Upper struct {
+	Name string `json:"name"`
+	// Kind is bond, team, bridge or vlan.
+	Kind   string   `json:"kind"`
+	Lowers []string `json:"lowers"`
+	// DefaultRoute makes this interface carry the host's default route.
+	DefaultRoute bool `json:"defaultRoute,omitempty"`
 }
 
 // PF is one physical PCI function: a NIC port or an accelerator.
@@ -68,6 +81,8 @@ type VF struct {
 	VDPA string `json:"vdpa,omitempty"`
 	// NoIOMMU puts the VF in a vfio-noiommu group.
 	NoIOMMU bool `json:"noIOMMU,omitempty"`
+	// DefaultRoute makes the VF's netdev carry the host's default route.
+	DefaultRoute bool `json:"defaultRoute,omitempty"`
 }
 
 // SF is a subfunction: an auxiliary device "<driver>.sf.<id>".

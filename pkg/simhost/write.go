@@ -21,6 +21,7 @@ func Combine(names ...string) (Spec, error) {
 			return Spec{}, fmt.Errorf("unknown profile %q (known: %s)", n, strings.Join(ProfileNames(), ", "))
 		}
 		out.PFs = append(out.PFs, p.PFs...)
+		out.Uppers = append(out.Uppers, p.Uppers...)
 	}
 	return out, nil
 }
@@ -36,7 +37,7 @@ type WriteOptions struct {
 // Write lays out the host described by spec under dir: dir/sys, dir/dev,
 // dir/proc and dir/devlink (the simulated devlink answers).
 func Write(dir string, spec Spec, opts ...WriteOptions) error {
-	w := &writer{root: dir, bridges: map[string]string{}, auxIDs: map[string]int{}, drivers: map[string]bool{}}
+	w := &writer{root: dir, bridges: map[string]string{}, auxIDs: map[string]int{}, drivers: map[string]bool{}, netdevDirs: map[string]string{}}
 	for _, o := range opts {
 		w.charDevices = w.charDevices || o.CharDevices
 	}
@@ -76,6 +77,11 @@ func Write(dir string, spec Spec, opts ...WriteOptions) error {
 	for i := range pfs {
 		if err := w.children(pfs[i]); err != nil {
 			return fmt.Errorf("pfs[%d] %s: %w", i, pfs[i].Address, err)
+		}
+	}
+	for i, u := range spec.Uppers {
+		if err := w.upper(u); err != nil {
+			return fmt.Errorf("uppers[%d] %s: %w", i, u.Name, err)
 		}
 	}
 	return w.finish()
@@ -172,6 +178,9 @@ type writer struct {
 	charDevices bool
 	routes      []string
 	devlink     map[string]any
+	// netdevDirs maps each interface written to its sysfs directory.
+	netdevDirs map[string]string
+	virtioDev  int
 }
 
 func (w *writer) sys(rel string) string { return filepath.Join(w.root, "sys", rel) }
@@ -266,7 +275,11 @@ func (w *writer) pf(pf PF) error {
 		}
 	}
 	if pf.IfName != "" {
-		if err := w.netdev(dir, pf.IfName, pf.LinkType, !pf.LinkDown, true, pf.EswitchMode == "switchdev"); err != nil {
+		netParent, err := w.netdevParent(dir, pf)
+		if err != nil {
+			return err
+		}
+		if err := w.netdev(netParent, pf.IfName, pf.LinkType, !pf.LinkDown, true, pf.EswitchMode == "switchdev"); err != nil {
 			return err
 		}
 		if pf.DefaultRoute {
@@ -394,6 +407,9 @@ func (w *writer) vfFunc(pf PF, pfAddr pciAddr, parent, pfDir, numa string, vf VF
 			if err := w.netdev(dir, ifName, pf.LinkType, !pf.LinkDown, false, false); err != nil {
 				return err
 			}
+			if vf.DefaultRoute {
+				w.routes = append(w.routes, ifName)
+			}
 		}
 		if pf.VFRDMA {
 			if err := w.rdma(dir); err != nil {
@@ -434,53 +450,6 @@ func (w *writer) uio(dir string) error {
 		return err
 	}
 	return w.devNode(n)
-}
-
-var linkTypeNumbers = map[string]string{"ether": "1", "infiniband": "32"}
-
-// netdev writes net/<ifName> the way the kernel shows it. A PF whose link
-// is down has a carrier attribute that cannot be read (EINVAL on a real
-// kernel; here a directory, which fails to read as well).
-func (w *writer) netdev(devDir, ifName, linkType string, up, isPF, switchdev bool) error {
-	dir := filepath.Join(devDir, "net", ifName)
-	w.ifIndex++
-	state, carrier := "up", "1"
-	if !up {
-		state, carrier = "down", "0"
-	}
-	typ, ok := linkTypeNumbers[linkType]
-	if !ok {
-		return fmt.Errorf("unknown link type %q", linkType)
-	}
-	mac := fmt.Sprintf("02:00:00:%02x:%02x:%02x", w.ifIndex>>16&0xff, w.ifIndex>>8&0xff, w.ifIndex&0xff)
-	if linkType == "infiniband" {
-		mac = "00:00:10:49:fe:80:00:00:00:00:00:00:00:00:00:00:00:00:00:" + mac[len(mac)-2:]
-	}
-	if err := w.files(dir, "address", mac, "operstate", state, "type", typ, "mtu", "1500", "speed", "25000",
-		"ifindex", strconv.Itoa(w.ifIndex+1), "flags", "0x1003", "tx_queue_len", "1000"); err != nil {
-		return err
-	}
-	switch {
-	case isPF && !up:
-		if err := os.MkdirAll(filepath.Join(dir, "carrier"), 0o755); err != nil {
-			return err
-		}
-	default:
-		if err := w.files(dir, "carrier", carrier); err != nil {
-			return err
-		}
-	}
-	if isPF {
-		if err := w.files(dir, "phys_port_name", "p0"); err != nil {
-			return err
-		}
-	}
-	if switchdev {
-		if err := w.files(dir, "phys_switch_id", "aabbccddeeff0011"); err != nil {
-			return err
-		}
-	}
-	return w.link(w.sys("class/net/"+ifName), dir)
 }
 
 func (w *writer) rdma(devDir string) error {
