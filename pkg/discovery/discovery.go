@@ -61,7 +61,7 @@ type pciFunc struct {
 	// child device ("virtio2/net") for a virtio NIC.
 	netDir  string
 	entries []string // sorted names in dir
-	devlink   *host.DevlinkState
+	devlink *host.DevlinkState
 }
 
 // scan holds one discovery run's working state.
