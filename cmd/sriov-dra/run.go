@@ -32,6 +32,8 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar(&cfg.ResourcePrefix, "resource-prefix", classic.DefaultResourcePrefix, "resource prefix for pools that set none")
 	fs.StringVar(&cfg.PodUID, "pod-uid", "", "the DaemonSet pod's UID, for rolling updates (downward API)")
 	fs.StringVar(&cfg.DevInfoDir, "device-info-dir", driver.DefaultDevInfoDir, "directory for Network Plumbing WG device-info files")
+	qps := fs.Float64("kube-api-qps", 50, "queries per second to the API server (claim status writes, slices; a node with hundreds of pods needs tens)")
+	burst := fs.Int("kube-api-burst", 100, "burst of queries to the API server above --kube-api-qps")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -46,6 +48,7 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	restCfg.UserAgent = "sriov-dra/" + version
+	restCfg.QPS, restCfg.Burst = float32(*qps), *burst
 	if cfg.KubeClient, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return fmt.Errorf("kube client: %w", err)
 	}

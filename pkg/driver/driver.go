@@ -14,10 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
 )
 
 // Host is what the daemon needs from the OS: reading devices and preparing
@@ -54,6 +54,7 @@ type Driver struct {
 	helper *kubeletplugin.Helper
 	pub    *publisher
 	prep   *preparer
+	slices *slicesync.Writer
 	cancel context.CancelCauseFunc
 }
 
@@ -75,11 +76,17 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	d := &Driver{cancel: cancel}
+	start := time.Now()
+	d.slices = slicesync.New(cfg.KubeClient, cfg.DriverName, cfg.NodeName, slicesync.Options{
+		OnSynced: func(ctx context.Context, writes int) {
+			if writes > 0 {
+				klog.FromContext(ctx).Info("ResourceSlices published", "writes", writes, "sinceStart", time.Since(start).Round(time.Millisecond))
+			}
+		},
+	})
 	d.pub = &publisher{
 		host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix,
-		publish: func(ctx context.Context, r resourceslice.DriverResources) error {
-			return d.helper.PublishResources(ctx, r)
-		},
+		publish: d.slices.Update,
 	}
 	// Validate the config before registering, so that a broken install
 	// fails at once with the reason instead of serving nothing.
@@ -98,23 +105,24 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := d.prep.recover(ctx); err != nil {
 		return fmt.Errorf("recover prepared claims: %w", err)
 	}
+	// Discover before registering, so that the first prepare finds the
+	// devices; publishing runs in the background and never holds anything
+	// up, whether or not the API server answers.
+	if _, err := d.pub.sync(ctx); err != nil {
+		return fmt.Errorf("first discovery: %w", err)
+	}
+	go d.slices.Run(ctx)
 	d.prep.lookups.start(ctx)
 	go d.prep.status.run(ctx, 4)
 	go d.prep.collectGarbage(ctx)
 
-	start := time.Now()
 	helper, err := kubeletplugin.Start(ctx, d, helperOptions(cfg)...)
 	if err != nil {
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}
 	d.helper = helper
 	defer helper.Stop()
-	logger.Info("Kubelet plugin started", "driver", cfg.DriverName, "node", cfg.NodeName)
-
-	if _, err := d.pub.sync(ctx); err != nil {
-		return fmt.Errorf("initial publish: %w", err)
-	}
-	logger.Info("Initial devices published", "duration", time.Since(start))
+	logger.Info("Kubelet plugin started", "driver", cfg.DriverName, "node", cfg.NodeName, "sinceStart", time.Since(start).Round(time.Millisecond))
 	tick := time.NewTicker(cfg.RescanInterval)
 	defer tick.Stop()
 	for {
@@ -129,6 +137,8 @@ func Run(ctx context.Context, cfg Config) error {
 			if _, err := d.pub.sync(ctx); err != nil {
 				logger.Error(err, "Rescan reported a problem")
 			}
+			inv, _ := d.pub.snapshot()
+			d.prep.warnVanished(ctx, inv)
 		}
 	}
 }

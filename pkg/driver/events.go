@@ -15,8 +15,8 @@ import (
 const eventInterval = 10 * time.Minute
 
 // nodeEvents posts Warning Events on the driver's Node, where `kubectl
-// describe node` shows them: what an operator must act on. A warning is
-// posted once per reason and interval, however often it happens.
+// describe node` shows them: what an operator must act on. The same warning
+// is posted once per interval, however often it happens.
 type nodeEvents struct {
 	client     kubernetes.Interface
 	nodeName   string
@@ -36,11 +36,12 @@ func (e *nodeEvents) warn(ctx context.Context, reason, message string) {
 	}
 	now := time.Now()
 	e.mu.Lock()
-	if t, ok := e.last[reason]; ok && now.Sub(t) < eventInterval {
+	key := reason + "\x00" + message
+	if t, ok := e.last[key]; ok && now.Sub(t) < eventInterval {
 		e.mu.Unlock()
 		return
 	}
-	e.last[reason] = now
+	e.last[key] = now
 	e.mu.Unlock()
 	ev := &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{GenerateName: e.nodeName + ".", Namespace: metav1.NamespaceDefault},

@@ -57,7 +57,7 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	client := fake.NewClientset(o.objects...)
 	cfg.KubeClient = client
 	pub := &publisher{host: h, poolName: "node", configPath: cfg.ConfigPath, resourcePrefix: "intel.com",
-		publish: func(context.Context, resourceslice.DriverResources) error { return nil }}
+		publish: func(resourceslice.Pool) {}}
 	_, err = pub.sync(context.Background())
 	require.NoError(t, err)
 	return &testNode{preparer: newPreparer(cfg, pub), root: root, h: h, client: client, pub: pub}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -46,12 +47,17 @@ type preparer struct {
 	lookups    *lookups
 	status     *statusWriter
 	events     *nodeEvents
+	// vanished are the prepared devices last seen gone from the host (only
+	// the rescan loop touches it).
+	vanished map[string]bool
 }
 
 // Prepare prepares claims (the kubelet's NodePrepareResources). The API is
 // read first, outside the node lock; under it: record intent, bind, write
 // the files, record the result.
 func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+	start := time.Now()
+	defer func() { klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start)) }()
 	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName,
 		Classes: p.lookups.deviceClasses(ctx, prepare.ClassNames(claims)), Pods: p.lookups.claimPods(ctx, claims)}
 	cp, unlock, err := p.lockState(ctx)

@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
 
@@ -181,6 +183,15 @@ func TestUnprepareVanishedDevice(t *testing.T) {
 	spec.PFs[0].NumVFs = 0
 	require.NoError(t, os.RemoveAll(filepath.Join(n.root, "host")))
 	require.NoError(t, simhost.Write(filepath.Join(n.root, "host"), spec))
+	inv, err := n.devices.rediscover(context.Background())
+	require.NoError(t, err)
+	n.warnVanished(context.Background(), inv)
+	n.warnVanished(context.Background(), inv)
+	require.Eventually(t, func() bool {
+		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		return len(evs.Items) == 1 && evs.Items[0].Reason == "PreparedDeviceGone" &&
+			strings.Contains(evs.Items[0].Message, "device pci-0000-3b-02-1, prepared for claim ns/claim-u, is gone from the host")
+	}, 5*time.Second, 10*time.Millisecond, "one warning event, however many rescans see it")
 	require.NoError(t, n.unprepareOne(t, c))
 	assert.Empty(t, n.checkpoint(t).Claims)
 	assert.False(t, exists(filepath.Join(n.cdiRoot, "sriov.dra.dev-net_u.json")))

@@ -25,10 +25,14 @@ type publisher struct {
 	poolName       string
 	configPath     string
 	resourcePrefix string
-	publish        func(ctx context.Context, r resourceslice.DriverResources) error
+	// publish hands the pool on to be written; it does not wait for the API.
+	publish func(pool resourceslice.Pool)
 
 	configBytes []byte
 	config      *classic.Config
+	// configUnreadable is the read error last reported, so that a config
+	// file that went away is reported once, not on every rescan.
+	configUnreadable string
 	last        *resourceslice.Pool
 	// problems are the discovery and publishing problems of the last scan,
 	// logged when they appear and when they go away, not on every rescan.
@@ -60,7 +64,19 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 	}
 	data, err := os.ReadFile(p.configPath)
 	if err != nil {
-		return fmt.Errorf("read config %s: %w", p.configPath, err)
+		err = fmt.Errorf("read config %s: %w", p.configPath, err)
+		if p.config != nil {
+			if err.Error() == p.configUnreadable {
+				return nil // reported already; the last good config stays
+			}
+			p.configUnreadable = err.Error()
+			return fmt.Errorf("%w; keeping the last good config", err)
+		}
+		return err
+	}
+	if p.configUnreadable != "" {
+		klog.FromContext(ctx).Info("Config file readable again", "path", p.configPath)
+		p.configUnreadable = ""
 	}
 	if p.config != nil && bytes.Equal(data, p.configBytes) {
 		return nil
@@ -82,10 +98,9 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 	return nil
 }
 
-// sync rediscovers the host and publishes the pool if it differs from the
-// last one published. It reports whether it published; a config that failed
-// to reload is reported as an error even when the sync went on with the
-// last good one.
+// sync rediscovers the host and hands the pool on if it differs from the
+// last one. It reports whether it did; a config that failed to reload is
+// reported as an error even when the sync went on with the last good one.
 func (p *publisher) sync(ctx context.Context) (bool, error) {
 	cfgErr := p.loadConfig(ctx)
 	if cfgErr != nil && p.config == nil {
@@ -107,11 +122,9 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	if p.last != nil && apiequality.Semantic.DeepEqual(p.last, &pool) {
 		return false, cfgErr
 	}
-	if err := p.publish(ctx, resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{p.poolName: pool}}); err != nil {
-		return false, errors.Join(cfgErr, fmt.Errorf("publish resource slices: %w", err))
-	}
+	p.publish(pool)
 	p.last = &pool
-	klog.FromContext(ctx).Info("Devices handed to the ResourceSlice controller", "devices", inv.Len(), "slices", len(pool.Slices))
+	klog.FromContext(ctx).Info("Devices changed; queued for publishing", "devices", inv.Len(), "slices", len(pool.Slices))
 	return true, cfgErr
 }
 

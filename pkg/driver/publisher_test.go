@@ -15,19 +15,16 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
-// recorder stands in for the helper's PublishResources, recording calls.
+// recorder stands in for the slice writer, recording the pools handed on.
 type recorder struct {
-	calls []resourceslice.DriverResources
+	calls []resourceslice.Pool
 }
 
-func (r *recorder) publish(_ context.Context, res resourceslice.DriverResources) error {
-	r.calls = append(r.calls, res)
-	return nil
-}
+func (r *recorder) publish(pool resourceslice.Pool) { r.calls = append(r.calls, pool) }
 
-func resourceNames(res resourceslice.DriverResources) map[string]string {
+func resourceNames(pool resourceslice.Pool) map[string]string {
 	out := map[string]string{}
-	for _, s := range res.Pools["node"].Slices {
+	for _, s := range pool.Slices {
 		for _, d := range s.Devices {
 			if v, ok := d.Attributes[resourceslices.AttrMultusResourceName]; ok {
 				out[d.Name] = *v.StringValue
@@ -81,6 +78,14 @@ func TestPublisherSyncAndReload(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, published)
 	assert.Equal(t, "acme.com/other", resourceNames(rec.calls[2])["pci-0000-3b-02-0"])
+
+	// A config file that goes away is reported once; the last good one stays.
+	require.NoError(t, os.Remove(cfgPath))
+	_, err = p.sync(ctx)
+	require.ErrorContains(t, err, "keeping the last good config")
+	_, err = p.sync(ctx)
+	require.NoError(t, err, "reported once, not on every rescan")
+	assert.Len(t, rec.calls, 3)
 
 	// An unreadable host publishes nothing rather than an empty pool.
 	require.NoError(t, os.RemoveAll(filepath.Join(hostDir, "sys/bus/pci")))

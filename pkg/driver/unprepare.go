@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 )
 
@@ -98,4 +99,33 @@ func (p *preparer) loadState(ctx context.Context) (checkpoint.Data, error) {
 		p.state.markCorrupt()
 	}
 	return cp, err
+}
+
+// warnVanished warns, once per device, about a prepared device that is no
+// longer on the host (its VFs were removed, its NIC unplugged): its pod
+// runs on without it. Unprepare will still succeed.
+func (p *preparer) warnVanished(ctx context.Context, inv *discovery.Inventory) {
+	if inv == nil {
+		return
+	}
+	cp, _, err := checkpoint.Load(p.state.path, p.state.bootID)
+	if err != nil {
+		return // reported by prepare and unprepare
+	}
+	gone := map[string]bool{}
+	for _, e := range cp.Claims {
+		for _, d := range e.Devices {
+			if _, ok := inv.Get(d.Name); ok {
+				continue
+			}
+			gone[d.Name] = true
+			if p.vanished[d.Name] {
+				continue
+			}
+			msg := fmt.Sprintf("device %s, prepared for claim %s/%s, is gone from the host; its pod runs without it", d.Name, e.Namespace, e.Name)
+			klog.FromContext(ctx).Info("Warning: "+msg, "device", d.Name, "claim", klog.KRef(e.Namespace, e.Name))
+			p.events.warn(ctx, "PreparedDeviceGone", msg)
+		}
+	}
+	p.vanished = gone
 }

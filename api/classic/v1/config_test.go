@@ -65,6 +65,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"trailing data", `{"resourceList":[]} {}`, `after top-level value`},
 		{"duplicate field", `{"resourceList":[{"resourceName":"a","resourceName":"b"}]}`, `duplicate field "resourceList[0].resourceName"`},
 		{"not JSON", `resourceList: []`, `invalid character`},
+		{"syntax error names line and column", "{\n  \"resourceList\": [\n    {\"resourceName\": \"a\",}\n  ]\n}", `line 3, column 26: invalid character '}'`},
+		{"wrong type names line and column", "{\"resourceList\": [\n {\"resourceName\": 7}]}", `line 2, column 19: json: cannot unmarshal number`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,7 +24,7 @@ func Decode(data []byte) (*Config, error) {
 	}
 	strictErrs, err := sigsjson.UnmarshalStrict(data, &raw, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
 	if err != nil {
-		return nil, fmt.Errorf("decode config: %w", err)
+		return nil, fmt.Errorf("decode config: %s%w", position(data, err), err)
 	}
 	errs := strictErrs
 	c := &Config{ResourceList: make([]ResourceConfig, len(raw.ResourceList))}
@@ -40,6 +40,34 @@ func Decode(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("decode config: %w", err)
 	}
 	return c, nil
+}
+
+// position is "line L, column C: " (of the byte where reading stopped) for
+// a JSON syntax error or a value of the wrong type, else "".
+func position(data []byte, err error) string {
+	var offset int64
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if !json.Valid(data) {
+		// The strict decoder's own syntax error carries no offset; the
+		// standard library's does.
+		var v any
+		err = json.Unmarshal(data, &v)
+	}
+	switch {
+	case errors.As(err, &syntax):
+		offset = syntax.Offset
+	case errors.As(err, &typ):
+		offset = typ.Offset
+	default:
+		return ""
+	}
+	offset = min(offset, int64(len(data)))
+	before := data[:offset]
+	line := bytes.Count(before, []byte("\n")) + 1
+	// The offset counts the bytes read, the offending one included.
+	col := offset - 1 - int64(bytes.LastIndexByte(before, '\n'))
+	return fmt.Sprintf("line %d, column %d: ", line, max(col, 1))
 }
 
 // decodeSelectors reads one selector object or an array of them.

@@ -1,0 +1,198 @@
+package slicesync_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+
+	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
+)
+
+const driver, node = "sriov.dra.dev", "node-a"
+
+// pool has one slice per count, of devices named <slice>-<i>.
+func pool(counts ...int) resourceslice.Pool {
+	var p resourceslice.Pool
+	for s, n := range counts {
+		var devs []resourceapi.Device
+		for i := range n {
+			devs = append(devs, resourceapi.Device{Name: fmt.Sprintf("dev-%d-%d", s, i)})
+		}
+		p.Slices = append(p.Slices, resourceslice.Slice{Devices: devs})
+	}
+	return p
+}
+
+type harness struct {
+	client *fake.Clientset
+	w      *slicesync.Writer
+}
+
+func start(t *testing.T, withNode bool) *harness {
+	t.Helper()
+	client := fake.NewClientset()
+	if withNode {
+		_, err := client.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, UID: "node-uid"}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	w := slicesync.New(client, driver, node, slicesync.Options{ResyncDelay: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go w.Run(ctx)
+	return &harness{client: client, w: w}
+}
+
+func (h *harness) slices(t *testing.T) []resourceapi.ResourceSlice {
+	t.Helper()
+	list, err := h.client.ResourceV1().ResourceSlices().List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	slices.SortFunc(list.Items, func(a, b resourceapi.ResourceSlice) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return list.Items
+}
+
+// publish hands the writer a pool and waits until it says the API matches.
+func (h *harness) publish(t *testing.T, p resourceslice.Pool) {
+	t.Helper()
+	h.w.Update(p)
+	require.Eventually(t, h.w.Synced, 5*time.Second, 5*time.Millisecond)
+}
+
+// writes is the number of writes since the last call.
+func (h *harness) writes(last *[3]int64) [3]int64 {
+	c, u, d := h.w.Writes()
+	now := [3]int64{c, u, d}
+	delta := [3]int64{now[0] - last[0], now[1] - last[1], now[2] - last[2]}
+	*last = now
+	return delta
+}
+
+func deviceNames(s resourceapi.ResourceSlice) []string {
+	var out []string
+	for _, d := range s.Spec.Devices {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+func TestWriterPublishesAndUpdatesOnlyWhatChanged(t *testing.T) {
+	h := start(t, true)
+	var last [3]int64
+	h.publish(t, pool(2, 3, 1))
+	got := h.slices(t)
+	require.Len(t, got, 3)
+	for i, s := range got {
+		assert.Equal(t, fmt.Sprintf("%05x-sriov.dra.dev-node-a", i), s.Name, "the index leads: the scheduler tries slices in name order")
+		assert.Equal(t, int64(1), s.Spec.Pool.Generation)
+		assert.Equal(t, int64(3), s.Spec.Pool.ResourceSliceCount)
+		assert.Equal(t, node, s.Spec.Pool.Name)
+		assert.Equal(t, node, *s.Spec.NodeName)
+		require.Len(t, s.OwnerReferences, 1)
+		assert.Equal(t, metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: node, UID: "node-uid", Controller: s.OwnerReferences[0].Controller}, s.OwnerReferences[0])
+	}
+	assert.Equal(t, []string{"dev-1-0", "dev-1-1", "dev-1-2"}, deviceNames(got[1]))
+	assert.Equal(t, [3]int64{3, 0, 0}, h.writes(&last))
+
+	h.publish(t, pool(2, 3, 1))
+	assert.Equal(t, [3]int64{0, 0, 0}, h.writes(&last), "an unchanged pool writes nothing")
+
+	h.publish(t, pool(2, 4, 1))
+	assert.Equal(t, [3]int64{0, 1, 0}, h.writes(&last), "one slice changed: one update, same generation")
+	got = h.slices(t)
+	assert.Equal(t, int64(1), got[1].Spec.Pool.Generation)
+	assert.Len(t, got[1].Spec.Devices, 4)
+
+	h.publish(t, pool(3, 5, 1))
+	assert.Equal(t, [3]int64{0, 3, 0}, h.writes(&last), "two changed: the generation goes up on every slice")
+	for _, s := range h.slices(t) {
+		assert.Equal(t, int64(2), s.Spec.Pool.Generation)
+	}
+
+	h.publish(t, pool(3, 5))
+	assert.Equal(t, [3]int64{0, 2, 1}, h.writes(&last), "a slice fewer: it is deleted, the count changes on the others")
+	got = h.slices(t)
+	require.Len(t, got, 2)
+	for _, s := range got {
+		assert.Equal(t, int64(2), s.Spec.Pool.ResourceSliceCount)
+		assert.Equal(t, int64(3), s.Spec.Pool.Generation)
+	}
+}
+
+// TestWriterRestoresDeletedSlices: the kubelet deletes a node's slices when
+// it starts; they come back without waiting for anything else.
+func TestWriterRestoresDeletedSlices(t *testing.T) {
+	h := start(t, true)
+	h.publish(t, pool(2, 2))
+	api := h.client.ResourceV1().ResourceSlices()
+	require.NoError(t, api.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{}))
+	deleted := time.Now()
+	require.Eventually(t, func() bool { return len(h.slices(t)) == 2 }, 5*time.Second, 5*time.Millisecond)
+	t.Logf("slices back %s after their deletion", time.Since(deleted).Round(time.Millisecond))
+	for _, s := range h.slices(t) {
+		assert.Equal(t, int64(2), s.Spec.Pool.ResourceSliceCount)
+	}
+}
+
+// TestWriterRemovesForeignSlicesOfItsPool: slices of the pool under other
+// names (an older version's, or a stale copy) are deleted.
+func TestWriterRemovesForeignSlicesOfItsPool(t *testing.T) {
+	h := start(t, true)
+	nodeName := node
+	stray := &resourceapi.ResourceSlice{ObjectMeta: metav1.ObjectMeta{Name: "old-random-name"},
+		Spec: resourceapi.ResourceSliceSpec{Driver: driver, NodeName: &nodeName, Pool: resourceapi.ResourcePool{Name: node, Generation: 7, ResourceSliceCount: 1}}}
+	other := stray.DeepCopy()
+	other.Name, other.Spec.Driver = "another-driver", "gpu.example.com"
+	for _, s := range []*resourceapi.ResourceSlice{stray, other} {
+		_, err := h.client.ResourceV1().ResourceSlices().Create(context.Background(), s, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	h.publish(t, pool(1))
+	var names []string
+	for _, s := range h.slices(t) {
+		names = append(names, s.Name)
+		if s.Spec.Driver == driver {
+			assert.Equal(t, int64(8), s.Spec.Pool.Generation, "above every generation seen")
+		}
+	}
+	assert.Equal(t, []string{"00000-sriov.dra.dev-node-a", "another-driver"}, names)
+}
+
+// TestWriterWaitsForItsNode: without the Node (the owner) nothing is
+// written and Synced stays false; once the Node exists the pool goes out.
+func TestWriterWaitsForItsNode(t *testing.T) {
+	h := start(t, false)
+	h.w.Update(pool(1))
+	assert.Never(t, h.w.Synced, 300*time.Millisecond, 10*time.Millisecond)
+	assert.Empty(t, h.slices(t))
+	_, err := h.client.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, UID: "late"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, h.w.Synced, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, "late", string(h.slices(t)[0].OwnerReferences[0].UID))
+}
+
+func TestSliceNameStaysValid(t *testing.T) {
+	long := ""
+	for len(long) < 250 {
+		long += "node-name."
+	}
+	name := slicesync.SliceName(driver, long, 3)
+	assert.LessOrEqual(t, len(name), 253)
+	assert.Regexp(t, `^00003-sriov\.dra\.dev-[0-9a-f]{24}$`, name)
+}
