@@ -207,6 +207,7 @@ nodeStatusUpdateFrequency: 2s
 syncFrequency: 5s
 fileCheckFrequency: 5s
 enforceNodeAllocatable: ["pods"]
+maxPods: 256
 `, c.criSocket, c.ports["kubelet"], c.ports["kubelet-healthz"], c.PodLogsDir())
 	cfgPath := filepath.Join(root, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
@@ -229,6 +230,20 @@ enforceNodeAllocatable: ["pods"]
 		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
+}
+
+// RestartKubelet stops the kubelet and starts it again, as an upgrade or a
+// crash does; pods keep running in containerd meanwhile. It returns once the
+// node is Ready again.
+func (c *Cluster) RestartKubelet(ctx context.Context) error {
+	for i, p := range c.procs {
+		if p.name == "kubelet" {
+			p.stop(30 * time.Second)
+			c.procs = append(c.procs[:i], c.procs[i+1:]...)
+			break
+		}
+	}
+	return c.startKubelet(ctx)
 }
 
 func (c *Cluster) nodeReady(ctx context.Context) error {

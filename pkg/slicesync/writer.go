@@ -78,13 +78,15 @@ func New(client kubernetes.Interface, driverName, nodeName string, opts Options)
 		client: client, driverName: driverName, nodeName: nodeName, opts: opts,
 		informer: factory.Resource().V1().ResourceSlices().Informer(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 5*time.Second),
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 2*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "resourceslices"}),
 	}
 	// The cache holds only what identifies a slice, not its devices.
 	_ = w.informer.SetTransform(func(obj any) (any, error) {
 		if s, ok := obj.(*resourceapi.ResourceSlice); ok {
-			s.Spec.Devices, s.ManagedFields = nil, nil
+			slim := *s // a copy: the object may be shared with its source
+			slim.Spec.Devices, slim.ManagedFields = nil, nil
+			return &slim, nil
 		}
 		return obj, nil
 	})
@@ -126,11 +128,9 @@ func (w *Writer) Run(ctx context.Context) {
 		<-ctx.Done()
 		w.queue.ShutDown()
 	}()
-	// A tight poll: the informer usually syncs in milliseconds, and waiting
-	// a second here is a second with no devices published.
-	if !cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
-		return
-	}
+	// No wait for the informer: each sync lists the slices itself, and the
+	// informer only reports later changes. Waiting for it would also hide a
+	// down API server, whose failures only a sync reports.
 	failing := time.Time{}
 	for {
 		key, quit := w.queue.Get()
@@ -201,7 +201,9 @@ func (w *Writer) ensureOwner(ctx context.Context) error {
 	if w.nodeUID != "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Short: a client retries a reset connection until the deadline, and a
+	// down API server must be reported within seconds.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	node, err := w.client.CoreV1().Nodes().Get(ctx, w.nodeName, metav1.GetOptions{})
 	if err != nil {
