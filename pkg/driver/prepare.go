@@ -57,7 +57,9 @@ type preparer struct {
 // the files, record the result.
 func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	start := time.Now()
-	defer func() { klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start)) }()
+	defer func() {
+		klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start))
+	}()
 	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName,
 		Classes: p.lookups.deviceClasses(ctx, prepare.ClassNames(claims)), Pods: p.lookups.claimPods(ctx, claims)}
 	cp, unlock, err := p.lockState(ctx)

@@ -33,7 +33,7 @@ type publisher struct {
 	// configUnreadable is the read error last reported, so that a config
 	// file that went away is reported once, not on every rescan.
 	configUnreadable string
-	last        *resourceslice.Pool
+	last             *resourceslice.Pool
 	// problems are the discovery and publishing problems of the last scan,
 	// logged when they appear and when they go away, not on every rescan.
 	problems map[string]bool
