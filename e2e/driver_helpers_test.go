@@ -81,7 +81,15 @@ type driverOpts struct {
 	// noWait returns at once instead of waiting until the host's devices
 	// are published (for tests that time that themselves).
 	noWait bool
+	// legacy serves these classic resources through the device-plugin API.
+	legacy []string
+	// noDRA runs only the legacy shim: no DRA plugin, no kubeconfig.
+	noDRA bool
 }
+
+// devicePluginDir is the kubelet's device-plugins directory: fixed in the
+// kubelet, whatever its --root-dir.
+func devicePluginDir() string { return "/var/lib/kubelet/device-plugins" }
 
 func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	t.Helper()
@@ -97,13 +105,22 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	if o.pluginDir == "" {
 		o.pluginDir = filepath.Join(cluster.KubeletRootDir(), "plugins", driverName)
 	}
-	args := []string{"run", "--node-name", o.node, "--kubeconfig", cluster.Kubeconfig,
+	args := []string{"run", "--node-name", o.node,
 		"--device-info-dir", devInfoDir(),
 		"--simulated", "--sysfs-root", o.host.sysfs(), "--cdi-root", cluster.CDIDir,
 		"--plugin-dir", o.pluginDir, "--registrar-dir", o.registrar,
 		"--rescan-interval", o.rescan.String(), "-v", "2"}
+	if o.noDRA {
+		args = append(args, "--dra=false")
+		o.noWait = true
+	} else {
+		args = append(args, "--kubeconfig", cluster.Kubeconfig)
+	}
 	if o.config != "" {
 		args = append(args, "--config", o.config)
+	}
+	if len(o.legacy) > 0 {
+		args = append(args, "--legacy-resources", strings.Join(o.legacy, ","), "--device-plugin-dir", devicePluginDir())
 	}
 	args = append(args, o.extraFlags...)
 	registered := kubeletRegistrations()
@@ -118,7 +135,7 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	require.NoError(t, cmd.Start())
 	d := &driverProcess{cmd: cmd, log: log, done: make(chan struct{})}
 	go func() { d.err = cmd.Wait(); f.Close(); close(d.done) }()
-	if o.node == cluster.NodeName && o.registrar == filepath.Join(cluster.KubeletRootDir(), "plugins_registry") {
+	if !o.noDRA && o.node == cluster.NodeName && o.registrar == filepath.Join(cluster.KubeletRootDir(), "plugins_registry") {
 		// Pods created before the kubelet has connected to this instance
 		// fail their first prepare and wait out the kubelet's back-off.
 		require.Eventually(t, func() bool { return kubeletRegistrations() > registered }, 30*time.Second, 50*time.Millisecond,

@@ -193,28 +193,32 @@ func TestKubeletRestartKeepsDevicesPublished(t *testing.T) {
 		}
 	}()
 	require.NoError(t, cluster.RestartKubelet(ctx))
+	// The kubelet deletes the node's slices when its DRA manager starts,
+	// which may be after the node reports Ready: wait for it, then for the
+	// driver to put them back.
+	var deleted, back time.Time
+	timeout := time.After(60 * time.Second)
+	for back.IsZero() {
+		select {
+		case ev := <-events:
+			switch {
+			case ev.kind == watch.Deleted && deleted.IsZero():
+				deleted = ev.at
+			case ev.kind == watch.Added && !deleted.IsZero() && sameDevices(want)(publishedDevices(nodeSlices(ctx, t, cluster.NodeName))):
+				back = ev.at
+			}
+		case <-timeout:
+			t.Fatalf("slices deleted by the kubelet: %v; back: %v", !deleted.IsZero(), !back.IsZero())
+		}
+	}
+	t.Logf("slices back %s after the kubelet deleted them", back.Sub(deleted).Round(time.Millisecond))
+	assert.Less(t, back.Sub(deleted), time.Second)
+
 	ns := framework.Namespace(ctx, t, cluster.Client, "restart")
 	_, err = cluster.Client.ResourceV1().ResourceClaims(ns).Create(ctx, simpleClaim(ns, "after", "e2e-restart", 1), metav1.CreateOptions{})
 	require.NoError(t, err)
 	_, err = cluster.Client.CoreV1().Pods(ns).Create(ctx, podWithClaims(ns, "after", "exec sleep 3600", "after"), metav1.CreateOptions{})
 	require.NoError(t, err)
-	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(want))
-
-	var deleted, back time.Time
-	for len(events) > 0 {
-		ev := <-events
-		switch {
-		case ev.kind == watch.Deleted && deleted.IsZero():
-			deleted = ev.at
-		case ev.kind == watch.Added && !deleted.IsZero():
-			back = ev.at
-		}
-	}
-	require.False(t, deleted.IsZero(), "the kubelet deleted the node's slices when it started")
-	require.False(t, back.IsZero(), "the driver recreated them")
-	t.Logf("slices back %s after the kubelet deleted them", back.Sub(deleted).Round(time.Millisecond))
-	assert.Less(t, back.Sub(deleted), time.Second)
-
 	require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		p, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, "after", metav1.GetOptions{})
 		return err == nil && p.Status.Phase == corev1.PodRunning, nil

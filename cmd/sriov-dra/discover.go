@@ -91,7 +91,7 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	case "json":
 		return writeDevicesJSON(stdout, inv, *all)
 	case "yaml":
-		pool, _, _, err := resourceslices.DesiredPool(inv, cfg)
+		pool, _, _, err := resourceslices.DesiredPool(inv, cfg, nil)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
+	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/driver"
 )
 
@@ -34,6 +36,10 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar(&cfg.DevInfoDir, "device-info-dir", driver.DefaultDevInfoDir, "directory for Network Plumbing WG device-info files")
 	qps := fs.Float64("kube-api-qps", 50, "queries per second to the API server (claim status writes, slices; a node with hundreds of pods needs tens)")
 	burst := fs.Int("kube-api-burst", 100, "burst of queries to the API server above --kube-api-qps")
+	fs.BoolVar(&cfg.DRA, "dra", true, "run the DRA kubelet plugin and publish ResourceSlices; false serves only --legacy-resources, with no API access at all")
+	legacy := fs.String("legacy-resources", "", "classic resources to serve through the kubelet's device-plugin API, comma-separated full names (intel.com/intel_sriov_dpdk), or all; needs --config")
+	fs.StringVar(&cfg.DevicePluginDir, "device-plugin-dir", deviceplugin.DefaultDir, "the kubelet's device-plugins directory (kubelet.sock)")
+	fs.BoolVar(&cfg.LegacyCDI, "legacy-cdi", false, "legacy resources answer with CDI device names (the classic --use-cdi) instead of device nodes")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,14 +49,20 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	if cfg.PluginDir == "" {
 		cfg.PluginDir = filepath.Join("/var/lib/kubelet/plugins", cfg.DriverName)
 	}
-	restCfg, err := loadKubeconfig(*kubeconfig)
-	if err != nil {
-		return err
+	if *legacy != "" {
+		cfg.LegacyResources = strings.Split(*legacy, ",")
 	}
-	restCfg.UserAgent = "sriov-dra/" + version
-	restCfg.QPS, restCfg.Burst = float32(*qps), *burst
-	if cfg.KubeClient, err = kubernetes.NewForConfig(restCfg); err != nil {
-		return fmt.Errorf("kube client: %w", err)
+	if cfg.DRA {
+		// Like the classic plugin, the shim alone needs no API server.
+		restCfg, err := loadKubeconfig(*kubeconfig)
+		if err != nil {
+			return err
+		}
+		restCfg.UserAgent = "sriov-dra/" + version
+		restCfg.QPS, restCfg.Burst = float32(*qps), *burst
+		if cfg.KubeClient, err = kubernetes.NewForConfig(restCfg); err != nil {
+			return fmt.Errorf("kube client: %w", err)
+		}
 	}
 	h, err := hf.host()
 	if err != nil {

@@ -169,6 +169,12 @@ func CleanupDir(dir string, logf func(string, ...any)) {
 			}
 		}
 	}
+	// The kubelet's device-plugins directory is fixed (not under the
+	// cluster's dir); sockets a killed driver left there are removed.
+	socks, _ := filepath.Glob("/var/lib/kubelet/device-plugins/sriov.dra.dev-*.sock")
+	for _, s := range socks {
+		_ = os.Remove(s)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		logf("remove %s: %v", dir, err)
 	}

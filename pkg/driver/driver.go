@@ -14,8 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
 )
@@ -29,9 +31,12 @@ type Host interface {
 
 // Config is everything the daemon needs; cmd/sriov-dra fills it from flags.
 type Config struct {
-	DriverName     string
-	NodeName       string
-	Host           Host
+	DriverName string
+	NodeName   string
+	Host       Host
+	// DRA runs the DRA kubelet plugin and publishes ResourceSlices; without
+	// it the daemon serves only the legacy resources and needs no API.
+	DRA            bool
 	KubeClient     kubernetes.Interface
 	CDIRoot        string
 	PluginDir      string
@@ -44,6 +49,14 @@ type Config struct {
 	PodUID string
 	// DevInfoDir receives Network Plumbing WG device-info files.
 	DevInfoDir string
+	// LegacyResources are the classic resources served through the
+	// device-plugin API (or deviceplugin.All); their devices are withheld
+	// from the ResourceSlices.
+	LegacyResources []string
+	// DevicePluginDir is the kubelet's device-plugins directory.
+	DevicePluginDir string
+	// LegacyCDI makes the legacy resources answer with CDI devices.
+	LegacyCDI bool
 }
 
 // DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
@@ -55,16 +68,86 @@ type Driver struct {
 	pub    *publisher
 	prep   *preparer
 	slices *slicesync.Writer
+	shim   *deviceplugin.Manager
 	cancel context.CancelCauseFunc
 }
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
 
-// Run registers with the kubelet, publishes the devices and rescans until
-// ctx ends. A fatal background error from the helper also ends it.
+// Run serves the node's devices until ctx ends: through the DRA kubelet
+// plugin and ResourceSlices, through the legacy device-plugin shim, or
+// both. A fatal background error from the helper also ends it.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.NodeName == "" || cfg.DriverName == "" || cfg.Host == nil || cfg.KubeClient == nil || cfg.PluginDir == "" {
-		return errors.New("driver: node name, driver name, host, plugin dir and kube client are required")
+	if err := cfg.complete(); err != nil {
+		return err
+	}
+	logger := klog.FromContext(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	start := time.Now()
+	d := &Driver{cancel: cancel}
+	if len(cfg.LegacyResources) > 0 {
+		d.shim = deviceplugin.New(deviceplugin.Config{DriverName: cfg.DriverName, Dir: cfg.DevicePluginDir, Resources: cfg.LegacyResources,
+			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot})
+	}
+	d.pub = &publisher{host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix,
+		withhold: d.shim.Serves, publish: func(resourceslice.Pool) {}}
+	// Validate the config before serving, so that a broken install fails
+	// at once with the reason instead of serving nothing.
+	if err := d.pub.loadConfig(ctx); err != nil {
+		return err
+	}
+	if err := deviceplugin.CheckResources(cfg.LegacyResources, d.pub.config); err != nil {
+		return err
+	}
+	for _, dir := range []string{cfg.PluginDir, cfg.RegistrarDir, cfg.CDIRoot, cfg.DevicePluginDir} {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return fmt.Errorf("create %s: %w", dir, err)
+			}
+		}
+	}
+	if cfg.DRA {
+		if err := d.startDRA(ctx, cfg, start); err != nil {
+			return err
+		}
+		defer d.helper.Stop()
+	} else if _, err := d.pub.sync(ctx); err != nil {
+		return fmt.Errorf("first discovery: %w", err)
+	}
+	if d.shim != nil {
+		inv, pools := d.pub.snapshot()
+		d.shim.Update(ctx, inv, pools)
+		go d.shim.Run(ctx)
+	}
+	logger.Info("Serving", "driver", cfg.DriverName, "node", cfg.NodeName, "dra", cfg.DRA, "legacyResources", cfg.LegacyResources,
+		"sinceStart", time.Since(start).Round(time.Millisecond))
+	tick := time.NewTicker(cfg.RescanInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			logger.Info("Shutting down")
+			return nil
+		case <-tick.C:
+			d.rescan(ctx)
+		}
+	}
+}
+
+// complete checks the config and fills defaults.
+func (cfg *Config) complete() error {
+	if cfg.NodeName == "" || cfg.DriverName == "" || cfg.Host == nil {
+		return errors.New("driver: node name, driver name and host are required")
+	}
+	if cfg.DRA && (cfg.KubeClient == nil || cfg.PluginDir == "") {
+		return errors.New("driver: the DRA plugin needs a kube client and a plugin dir")
+	}
+	if !cfg.DRA && len(cfg.LegacyResources) == 0 {
+		return errors.New("with the DRA plugin off (--dra=false), --legacy-resources must name what to serve")
 	}
 	if cfg.RescanInterval <= 0 {
 		cfg.RescanInterval = 30 * time.Second
@@ -72,11 +155,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.DevInfoDir == "" {
 		cfg.DevInfoDir = DefaultDevInfoDir
 	}
-	logger := klog.FromContext(ctx)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	d := &Driver{cancel: cancel}
-	start := time.Now()
+	if cfg.DevicePluginDir == "" && len(cfg.LegacyResources) > 0 {
+		cfg.DevicePluginDir = deviceplugin.DefaultDir
+	}
+	return nil
+}
+
+// startDRA recovers the prepared claims, publishes the devices and
+// registers the DRA plugin with the kubelet.
+func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) error {
 	d.slices = slicesync.New(cfg.KubeClient, cfg.DriverName, cfg.NodeName, slicesync.Options{
 		OnSynced: func(ctx context.Context, writes int) {
 			if writes > 0 {
@@ -84,23 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		},
 	})
-	d.pub = &publisher{
-		host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix,
-		publish: d.slices.Update,
-	}
-	// Validate the config before registering, so that a broken install
-	// fails at once with the reason instead of serving nothing.
-	if err := d.pub.loadConfig(ctx); err != nil {
-		return err
-	}
-	for _, dir := range []string{cfg.PluginDir, cfg.RegistrarDir, cfg.CDIRoot} {
-		if dir == "" {
-			continue
-		}
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
-	}
+	d.pub.publish = d.slices.Update
 	d.prep = newPreparer(cfg, d.pub)
 	if err := d.prep.recover(ctx); err != nil {
 		return fmt.Errorf("recover prepared claims: %w", err)
@@ -115,31 +186,25 @@ func Run(ctx context.Context, cfg Config) error {
 	d.prep.lookups.start(ctx)
 	go d.prep.status.run(ctx, 4)
 	go d.prep.collectGarbage(ctx)
-
 	helper, err := kubeletplugin.Start(ctx, d, helperOptions(cfg)...)
 	if err != nil {
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}
 	d.helper = helper
-	defer helper.Stop()
-	logger.Info("Kubelet plugin started", "driver", cfg.DriverName, "node", cfg.NodeName, "sinceStart", time.Since(start).Round(time.Millisecond))
-	tick := time.NewTicker(cfg.RescanInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				return cause
-			}
-			logger.Info("Shutting down")
-			return nil
-		case <-tick.C:
-			if _, err := d.pub.sync(ctx); err != nil {
-				logger.Error(err, "Rescan reported a problem")
-			}
-			inv, _ := d.pub.snapshot()
-			d.prep.warnVanished(ctx, inv)
-		}
+	return nil
+}
+
+// rescan rediscovers the host and hands the result to whoever serves it.
+func (d *Driver) rescan(ctx context.Context) {
+	if _, err := d.pub.sync(ctx); err != nil {
+		klog.FromContext(ctx).Error(err, "Rescan reported a problem")
+	}
+	inv, pools := d.pub.snapshot()
+	if d.shim != nil {
+		d.shim.Update(ctx, inv, pools)
+	}
+	if d.prep != nil {
+		d.prep.warnVanished(ctx, inv)
 	}
 }
 

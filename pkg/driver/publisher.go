@@ -27,6 +27,9 @@ type publisher struct {
 	resourcePrefix string
 	// publish hands the pool on to be written; it does not wait for the API.
 	publish func(pool resourceslice.Pool)
+	// withhold names the classic pools whose devices another path serves
+	// (the legacy shim): they are left out of the slices.
+	withhold func(poolName string) bool
 
 	configBytes []byte
 	config      *classic.Config
@@ -111,7 +114,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		// Keep what was published: an unreadable host is not an empty one.
 		return false, errors.Join(cfgErr, fmt.Errorf("discover devices (the last published devices stay): %w", err))
 	}
-	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config)
+	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, p.withhold)
 	if err != nil {
 		return false, err
 	}

@@ -160,3 +160,14 @@ func (in *Input) checkRebind(dp *DevicePlan) error {
 	}
 	return nil
 }
+
+// PoolPlan plans a device-plugin allocation: devices of one classic pool
+// for one container, with the pool's options and its full name as the
+// resource name (as the classic plugin gave them), identified by id.
+func PoolPlan(id string, pool *selector.Pool, devices []discovery.Device) ClaimPlan {
+	p := ClaimPlan{ID: id, Peers: []string{id}}
+	for _, d := range devices {
+		p.Devices = append(p.Devices, DevicePlan{Device: d, Options: OptionsFor(pool, &d, netconfig.NetConfig{}, pool.Name())})
+	}
+	return p
+}

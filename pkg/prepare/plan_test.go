@@ -434,3 +434,24 @@ func TestPlanInfoJSONIsValid(t *testing.T) {
 	assert.Len(t, parsed, 2)
 	assert.Equal(t, "PCIDEVICE_VFS=0000:3b:02.6,0000:3b:02.0", out[0].Env[0], "devices in allocation order")
 }
+
+// TestPoolPlanMatchesClaimPlan: a device gets the same environment, nodes
+// and device-info file from the device-plugin path as from a claim whose
+// config names the same classic pool.
+func TestPoolPlanMatchesClaimPlan(t *testing.T) {
+	cfg, err := classic.Parse([]byte(`{"resourceList":[{"resourceName":"pool_a","resourcePrefix":"mellanox.com","selectors":{"pfNames":["ens2f0np0"],"isRdma":true,"needVhostNet":true},
+		"additionalInfo":{"*":{"token":"all"}}}]}`), "")
+	require.NoError(t, err)
+	inv := discovery.NewInventory(nodeDevices)
+	pools, err := selector.Select(cfg, inv)
+	require.NoError(t, err)
+	viaClaim := plan(t, prepare.Input{Inventory: inv, Pools: pools, Claims: []*resourceapi.ResourceClaim{withConfig(claim("c", "vfs", rdmaVF.Name),
+		opaque(resourceapi.AllocationConfigSourceClass, nil, netConfig(`,"resourceName":"mellanox.com/pool_a"`)))}})[0]
+	require.NoError(t, viaClaim.Err)
+	viaPool := prepare.Render(driverName, []prepare.ClaimPlan{prepare.PoolPlan("legacy", &pools.Pools[0], []discovery.Device{rdmaVF})}, inv, nodeDev)[0]
+	require.NoError(t, viaPool.Err)
+	assert.Equal(t, viaClaim.Env, viaPool.Env)
+	assert.Equal(t, viaClaim.Devices[0].Edits, viaPool.Devices[0].Edits)
+	assert.Equal(t, viaClaim.InfoFiles, viaPool.InfoFiles)
+	assert.Equal(t, "PCIDEVICE_MELLANOX_COM_POOL_A=0000:5e:00.2", viaPool.Env[0])
+}

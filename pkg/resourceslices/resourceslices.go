@@ -30,6 +30,8 @@ type Options struct {
 	// ResourceNameOf returns the classic resource name of the pool a device
 	// falls in ("intel.com/intel_sriov_netdevice"), or "" for none.
 	ResourceNameOf func(deviceName string) string
+	// Withhold leaves a device out of the slices (served another way).
+	Withhold func(deviceName string) bool
 }
 
 // Problem is an attribute left out to keep a device valid.
@@ -52,6 +54,9 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 	groups := map[string]*group{}
 	var problems []Problem
 	for d := range inv.All() {
+		if o.Withhold != nil && o.Withhold(d.Name) {
+			continue
+		}
 		key := d.RootDevice
 		if key == "" {
 			key = d.PCIAddress
@@ -148,23 +153,30 @@ func ResourceSlices(pool resourceslice.Pool, driverName, nodeName string) []reso
 }
 
 // DesiredPool is the pool a node publishes for an inventory: every device,
-// with its classic pool's resource name when a config is given. It also
-// returns the classic pools (nil without a config).
-func DesiredPool(inv *discovery.Inventory, cfg *classic.Config) (resourceslice.Pool, *selector.Result, []Problem, error) {
+// with its classic pool's resource name when a config is given, except the
+// devices of the pools withhold names (nil: none). It also returns the
+// classic pools (nil without a config).
+func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, withhold func(poolName string) bool) (resourceslice.Pool, *selector.Result, []Problem, error) {
 	var pools *selector.Result
-	var resourceNameOf func(string) string
+	var o Options
 	if cfg != nil {
 		var err error
 		if pools, err = selector.Select(cfg, inv); err != nil {
 			return resourceslice.Pool{}, nil, nil, err
 		}
-		resourceNameOf = func(name string) string {
+		o.ResourceNameOf = func(name string) string {
 			if pool, ok := pools.PoolFor(name); ok {
 				return pool.Name()
 			}
 			return ""
 		}
+		if withhold != nil {
+			o.Withhold = func(name string) bool {
+				pool, ok := pools.PoolFor(name)
+				return ok && withhold(pool.Name())
+			}
+		}
 	}
-	pool, problems := Build(inv, Options{ResourceNameOf: resourceNameOf})
+	pool, problems := Build(inv, o)
 	return pool, pools, problems, nil
 }
