@@ -231,6 +231,21 @@ func sortedKeys(m map[string]int, limit int) []string {
 	return keys
 }
 
+// never checks, in the test's own goroutine, that cond stays false for the
+// whole window (assert.Never polls from another goroutine, which may still
+// be calling the API when the test ends).
+func never(t *testing.T, cond func() bool, window, tick time.Duration, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(window)
+	for time.Now().Before(deadline) {
+		if cond() {
+			t.Errorf("within %s: %s", window, msg)
+			return
+		}
+		time.Sleep(tick)
+	}
+}
+
 // waitPoolComplete waits until every slice of the node's pool exists in one
 // generation: the slice controller has finished writing.
 func waitPoolComplete(ctx context.Context, t testing.TB, node string) {

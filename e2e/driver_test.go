@@ -240,7 +240,7 @@ func TestDriverRescanReflectsChanges(t *testing.T) {
 	// initial publish is complete (every slice of the pool exists).
 	waitPoolComplete(ctx, t, cluster.NodeName)
 	before := auditWrites(t)
-	assert.Never(t, func() bool { return auditWrites(t) != before }, 3*interval, 200*time.Millisecond,
+	never(t, func() bool { return auditWrites(t) != before }, 3*interval, 200*time.Millisecond,
 		"rescans of an unchanged host must not write")
 
 	step := func(name string, mutate func(*simhost.Spec)) {
@@ -329,7 +329,7 @@ func TestDriverRestartRepublishes(t *testing.T) {
 	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(want))
 	waitPoolComplete(ctx, t, cluster.NodeName)
 	// Over several rescans (one a second) nothing is duplicated or orphaned.
-	assert.Never(t, func() bool {
+	never(t, func() bool {
 		second := nodeSlices(ctx, t, cluster.NodeName)
 		if len(second) != len(first) || !sameDevices(want)(publishedDevices(second)) {
 			return true

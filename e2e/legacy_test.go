@@ -189,33 +189,37 @@ func TestLegacyShimSurvivesRestarts(t *testing.T) {
 	first := envLines(runUntilDone(ctx, t, ns, legacyPod(ns, "first", map[string]int64{"intel.com/legacy_dpdk": 1})))
 	require.NotEmpty(t, first)
 
-	kubeletSock := filepath.Join(devicePluginDir(), "kubelet.sock")
-	before := inode(t, kubeletSock)
-	require.NoError(t, cluster.RestartKubelet(ctx))
-	var appeared time.Time
-	require.Eventually(t, func() bool {
-		if ino, err := inodeOf(kubeletSock); err == nil && ino != before {
-			appeared = time.Now()
-			return true
-		}
-		return false
-	}, 60*time.Second, 10*time.Millisecond, "the restarted kubelet's socket")
-	registrations := func() int {
+	// When the kubelet logged each registration of the resource (klog's
+	// header: I1130 13:25:39.184310).
+	registrations := func() []time.Time {
 		b, _ := os.ReadFile(filepath.Join(cluster.LogDir, "kubelet.log"))
-		n := 0
+		var out []time.Time
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "Got registration request from device plugin") && strings.Contains(line, `"intel.com/legacy_dpdk"`) {
-				n++
+			if strings.Contains(line, "Got registration request from device plugin") && strings.Contains(line, `"intel.com/legacy_dpdk"`) && len(line) > 21 {
+				at, err := time.ParseInLocation("0102 15:04:05.000000", line[1:21], time.Local)
+				require.NoError(t, err, line)
+				out = append(out, at.AddDate(time.Now().Year(), 0, 0))
 			}
 		}
-		return n
+		return out
 	}
-	seen := registrations()
+	kubeletSock := filepath.Join(devicePluginDir(), "kubelet.sock")
+	before := inode(t, kubeletSock)
+	seen := len(registrations())
+	require.NoError(t, cluster.RestartKubelet(ctx))
+	var appeared time.Time // the new socket's change time: when the kubelet made it
 	require.Eventually(t, func() bool {
-		_, err := os.Stat(filepath.Join(devicePluginDir(), "sriov.dra.dev-intel.com_legacy_dpdk.sock"))
-		return err == nil && registrations() > seen
-	}, 10*time.Second, 10*time.Millisecond, "re-registered after the kubelet restart")
-	took := time.Since(appeared)
+		st, err := os.Stat(kubeletSock)
+		if ino, _ := inodeOf(kubeletSock); err != nil || ino == before {
+			return false
+		}
+		ctim := st.Sys().(*syscall.Stat_t).Ctim
+		appeared = time.Unix(ctim.Sec, ctim.Nsec)
+		return true
+	}, 60*time.Second, 10*time.Millisecond, "the restarted kubelet's socket")
+	require.Eventually(t, func() bool { return len(registrations()) > seen }, 10*time.Second, 10*time.Millisecond,
+		"re-registered after the kubelet restart")
+	took := registrations()[seen].Sub(appeared)
 	t.Logf("re-registered %s after the kubelet's socket appeared", took.Round(time.Millisecond))
 	assert.Less(t, took, 2*time.Second)
 	waitAllocatable(ctx, t, "intel.com/legacy_dpdk", 2)

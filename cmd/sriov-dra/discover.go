@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/driver"
+	"github.com/sriov-dra/sriov-dra/pkg/health"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
@@ -91,7 +93,8 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	case "json":
 		return writeDevicesJSON(stdout, inv, *all)
 	case "yaml":
-		pool, _, _, err := resourceslices.DesiredPool(inv, cfg, nil)
+		pool, _, _, err := resourceslices.DesiredPool(inv, cfg, resourceslices.PoolOptions{
+			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(*driverName), Effect: resourceapi.DeviceTaintEffectNoSchedule}})
 		if err != nil {
 			return err
 		}
@@ -110,8 +113,11 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 type jsonDevice struct {
-	Name       string         `json:"name"`
-	Attributes map[string]any `json:"attributes"`
+	Name string `json:"name"`
+	// Health is Healthy or Unhealthy; HealthReason says why.
+	Health       string         `json:"health"`
+	HealthReason string         `json:"healthReason,omitempty"`
+	Attributes   map[string]any `json:"attributes"`
 }
 
 type jsonExcluded struct {
@@ -126,7 +132,8 @@ func writeDevicesJSON(w io.Writer, inv *discovery.Inventory, all bool) error {
 		Excluded []jsonExcluded `json:"excluded,omitempty"`
 	}{Devices: []jsonDevice{}}
 	for d := range inv.All() {
-		out.Devices = append(out.Devices, jsonDevice{Name: d.Name, Attributes: d.PlainAttributes()})
+		v := health.Of(d)
+		out.Devices = append(out.Devices, jsonDevice{Name: d.Name, Health: healthWord(v), HealthReason: v.Reason, Attributes: d.PlainAttributes()})
 	}
 	if all {
 		out.Excluded = []jsonExcluded{}
@@ -140,7 +147,7 @@ func writeDevicesJSON(w io.Writer, inv *discovery.Inventory, all bool) error {
 
 func writeDevicesTable(w io.Writer, inv *discovery.Inventory, all bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tPCI ADDRESS\tVENDOR:DEVICE\tDRIVER\tPF\tINDEX\tLINK\tNUMA\tRDMA")
+	fmt.Fprintln(tw, "NAME\tTYPE\tPCI ADDRESS\tVENDOR:DEVICE\tDRIVER\tPF\tINDEX\tLINK\tNUMA\tRDMA\tHEALTH")
 	for d := range inv.All() {
 		index := "-"
 		switch {
@@ -153,8 +160,8 @@ func writeDevicesTable(w io.Writer, inv *discovery.Inventory, all bool) error {
 		if d.NUMANode >= 0 {
 			numa = strconv.Itoa(d.NUMANode)
 		}
-		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s:%s\t%s\t%s\t%s\t%s\t%s\t%t\n", d.Name, d.FunctionType, d.DeviceType,
-			d.PCIAddress, d.Vendor, d.DeviceID, dash(d.Driver), dash(d.PFName), index, dash(d.LinkType), numa, d.RDMA)
+		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s:%s\t%s\t%s\t%s\t%s\t%s\t%t\t%s\n", d.Name, d.FunctionType, d.DeviceType,
+			d.PCIAddress, d.Vendor, d.DeviceID, dash(d.Driver), dash(d.PFName), index, dash(d.LinkType), numa, d.RDMA, healthWord(health.Of(d)))
 	}
 	if err := tw.Flush(); err != nil || !all {
 		return err
@@ -166,6 +173,13 @@ func writeDevicesTable(w io.Writer, inv *discovery.Inventory, all bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.PCIAddress, dash(e.IfName), e.Reason)
 	}
 	return tw.Flush()
+}
+
+func healthWord(v health.Verdict) string {
+	if v.Healthy {
+		return "Healthy"
+	}
+	return "Unhealthy"
 }
 
 func dash(s string) string {

@@ -40,8 +40,8 @@ func TestDiscoverJSONExactFormat(t *testing.T) {
 	code, out, errs := runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys", "-o", "json")
 	require.Equal(t, 0, code, errs)
 	want := `{"devices":[` +
-		`{"name":"pci-0000-3b-02-0","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":4,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
-		`{"name":"pci-0000-d8-00-0","attributes":{"deviceID":"0d90","deviceType":"accelerator","driver":"dfl-pci","functionType":"pf","iommuGroup":3,"pciAddress":"0000:d8:00.0","resource.kubernetes.io/pciBusID":"0000:d8:00.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:d8:00.0","vendor":"8086"}}` +
+		`{"name":"pci-0000-3b-02-0","health":"Healthy","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":4,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
+		`{"name":"pci-0000-d8-00-0","health":"Healthy","attributes":{"deviceID":"0d90","deviceType":"accelerator","driver":"dfl-pci","functionType":"pf","iommuGroup":3,"pciAddress":"0000:d8:00.0","resource.kubernetes.io/pciBusID":"0000:d8:00.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:d8:00.0","vendor":"8086"}}` +
 		"]}\n"
 	assert.Equal(t, want, out)
 }
@@ -52,9 +52,9 @@ func TestDiscoverTable(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 6)
-	assert.Regexp(t, `^NAME\s+TYPE\s+PCI ADDRESS\s+VENDOR:DEVICE\s+DRIVER\s+PF\s+INDEX\s+LINK\s+NUMA\s+RDMA$`, lines[0])
-	assert.Regexp(t, `^aux-mlx5-core-sf-2\s+sf/auxNetDevice\s+0000:03:00.0\s+15b3:a2d6\s+mlx5_core\s+p0\s+1\s+ether\s+0\s+true$`, lines[1])
-	assert.Regexp(t, `^pci-0000-d8-00-0\s+pf/accelerator\s+0000:d8:00.0\s+8086:0d90\s+dfl-pci\s+-\s+-\s+-\s+1\s+false$`, lines[5])
+	assert.Regexp(t, `^NAME\s+TYPE\s+PCI ADDRESS\s+VENDOR:DEVICE\s+DRIVER\s+PF\s+INDEX\s+LINK\s+NUMA\s+RDMA\s+HEALTH$`, lines[0])
+	assert.Regexp(t, `^aux-mlx5-core-sf-2\s+sf/auxNetDevice\s+0000:03:00.0\s+15b3:a2d6\s+mlx5_core\s+p0\s+1\s+ether\s+0\s+true\s+Healthy$`, lines[1])
+	assert.Regexp(t, `^pci-0000-d8-00-0\s+pf/accelerator\s+0000:d8:00.0\s+8086:0d90\s+dfl-pci\s+-\s+-\s+-\s+1\s+false\s+Healthy$`, lines[5])
 }
 
 func TestDiscoverEnvFallback(t *testing.T) {
@@ -186,4 +186,15 @@ func TestSimulatedNeedsASimulatedHost(t *testing.T) {
 	code, _, errs = runCLI(t, "discover", "--simulated")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, "--simulated needs --sysfs-root")
+}
+
+func TestDiscoverShowsHealth(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, simhost.Write(dir, simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 1, LinkDown: true}}}))
+	code, out, errs := runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, `{"name":"pci-0000-3b-02-0","health":"Unhealthy","healthReason":"link of PF ens1f0 is down","attributes":`)
+	code, out, _ = runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys")
+	require.Equal(t, 0, code)
+	assert.Regexp(t, `pci-0000-3b-02-0 .* Unhealthy\n`, out)
 }

@@ -118,6 +118,7 @@ func (s *scan) auxDevice(name, dir string, parent *pciFunc) (Device, error) {
 	}
 	st := s.devlinkOf(parent)
 	d.EswitchMode = st.EswitchMode
+	d.PFLinkDown = s.pfLinkDown(parent)
 	netdev := ""
 	if netdevs, _ := s.h.ListSys(path.Join(dir, "net")); len(netdevs) > 0 {
 		netdev = path.Join(dir, "net", netdevs[0])

@@ -55,6 +55,9 @@ type Device struct {
 	// OperState is the netdev's operstate ("up", "down", ...), or the PF's
 	// when the device's own netdev is not visible.
 	OperState string
+	// PFLinkDown reports that the link of the device's PF (its own, for a
+	// PF) is down: the device carries no traffic. Network devices only.
+	PFLinkDown bool
 
 	RDMA bool
 	// RDMADevices are the RDMA (infiniband class) device names, e.g. mlx5_0.

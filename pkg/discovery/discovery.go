@@ -62,6 +62,8 @@ type pciFunc struct {
 	netDir  string
 	entries []string // sorted names in dir
 	devlink *host.DevlinkState
+	// linkDown caches the PF's link state for this run (nil: not read yet).
+	linkDown *bool
 }
 
 // scan holds one discovery run's working state.
@@ -375,6 +377,9 @@ func (s *scan) pciDevice(f *pciFunc) (Device, bool) {
 		st := s.devlinkOf(pf)
 		d.EswitchMode = st.EswitchMode
 		d.DDPProfile = st.DDPProfile
+		if d.DeviceType == DeviceTypeNet {
+			d.PFLinkDown = s.pfLinkDown(pf)
+		}
 	}
 	s.fillNetdev(&d, f.netdevDir(), pf)
 	s.fillCommonPCI(&d, f)
@@ -405,6 +410,33 @@ func (s *scan) devlinkOf(pf *pciFunc) host.DevlinkState {
 	}
 	pf.devlink = &st
 	return st
+}
+
+// pfLinkDown reads a PF's link state once per run: down when its netdev's
+// operstate says so, or its carrier is 0 or cannot be read (the kernel
+// refuses to read carrier while the interface is administratively down). A
+// PF without a visible netdev has no known link, and is not down.
+func (s *scan) pfLinkDown(pf *pciFunc) bool {
+	s.mu.Lock()
+	cached := pf.linkDown
+	s.mu.Unlock()
+	if cached != nil {
+		return *cached
+	}
+	down := false
+	if dir := pf.netdevDir(); dir != "" {
+		switch op, _ := s.h.ReadSysString(path.Join(dir, "operstate")); op {
+		case "down", "lowerlayerdown", "notpresent":
+			down = true
+		default:
+			carrier, err := s.h.ReadSysString(path.Join(dir, "carrier"))
+			down = err != nil || carrier == "0"
+		}
+	}
+	s.mu.Lock()
+	pf.linkDown = &down
+	s.mu.Unlock()
+	return down
 }
 
 // parallel runs fn for 0..n-1 on a few workers. Discovery is bound by

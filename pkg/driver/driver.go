@@ -19,15 +19,23 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/health"
+	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
 )
 
-// Host is what the daemon needs from the OS: reading devices and preparing
-// them. *host.Host is the real one, *simhost.Host a simulated one.
+// Host is what the daemon needs from the OS: reading devices, hearing of
+// their changes, and preparing them. *host.Host is the real one,
+// *simhost.Host a simulated one.
 type Host interface {
 	discovery.Host
 	PrepareHost
+	health.Source
 }
+
+// debounce is how long the daemon waits after a host event before it
+// rescans, so that a burst of events (a PF's 128 VFs created) is one rescan.
+const debounce = 200 * time.Millisecond
 
 // Config is everything the daemon needs; cmd/sriov-dra fills it from flags.
 type Config struct {
@@ -57,6 +65,9 @@ type Config struct {
 	DevicePluginDir string
 	// LegacyCDI makes the legacy resources answer with CDI devices.
 	LegacyCDI bool
+	// LinkDownEffect is the effect of the taint on devices whose PF link is
+	// down: NoSchedule (default), NoExecute, or None.
+	LinkDownEffect resourceapi.DeviceTaintEffect
 }
 
 // DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
@@ -69,6 +80,7 @@ type Driver struct {
 	prep   *preparer
 	slices *slicesync.Writer
 	shim   *deviceplugin.Manager
+	health *healthState
 	cancel context.CancelCauseFunc
 }
 
@@ -85,13 +97,15 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	start := time.Now()
-	d := &Driver{cancel: cancel}
+	d := &Driver{cancel: cancel, health: newHealthState()}
 	if len(cfg.LegacyResources) > 0 {
 		d.shim = deviceplugin.New(deviceplugin.Config{DriverName: cfg.DriverName, Dir: cfg.DevicePluginDir, Resources: cfg.LegacyResources,
-			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot})
+			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot, Health: shimHealth})
 	}
 	d.pub = &publisher{host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix,
-		withhold: d.shim.Serves, publish: func(resourceslice.Pool) {}}
+		slices: resourceslices.PoolOptions{WithholdPool: d.shim.Serves,
+			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(cfg.DriverName), Effect: cfg.LinkDownEffect}},
+		publish: func(resourceslice.Pool) {}}
 	// Validate the config before serving, so that a broken install fails
 	// at once with the reason instead of serving nothing.
 	if err := d.pub.loadConfig(ctx); err != nil {
@@ -115,27 +129,35 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if _, err := d.pub.sync(ctx); err != nil {
 		return fmt.Errorf("first discovery: %w", err)
 	}
+	inv, pools := d.pub.snapshot()
+	d.health.observe(inv)
 	if d.shim != nil {
-		inv, pools := d.pub.snapshot()
 		d.shim.Update(ctx, inv, pools)
 		go d.shim.Run(ctx)
 	}
 	logger.Info("Serving", "driver", cfg.DriverName, "node", cfg.NodeName, "dra", cfg.DRA, "legacyResources", cfg.LegacyResources,
 		"sinceStart", time.Since(start).Round(time.Millisecond))
-	tick := time.NewTicker(cfg.RescanInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				return cause
-			}
-			logger.Info("Shutting down")
-			return nil
-		case <-tick.C:
+	// Host events (link changes, hot-plug, binds, new VFs) rescan at once;
+	// the periodic rescan catches anything no event reports.
+	watcher := &health.Watcher{Source: cfg.Host, Debounce: debounce, Periodic: cfg.RescanInterval,
+		Rescan: func(ctx context.Context, reason string) {
+			klog.FromContext(ctx).V(4).Info("Rescan", "reason", reason)
 			d.rescan(ctx)
-		}
+		}}
+	watcher.Run(ctx)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
 	}
+	logger.Info("Shutting down")
+	return nil
+}
+
+// shimHealth is a device's health in the device-plugin API's words.
+func shimHealth(d *discovery.Device) string {
+	if health.Of(d).Healthy {
+		return "Healthy"
+	}
+	return "Unhealthy"
 }
 
 // complete checks the config and fills defaults.
@@ -157,6 +179,13 @@ func (cfg *Config) complete() error {
 	}
 	if cfg.DevicePluginDir == "" && len(cfg.LegacyResources) > 0 {
 		cfg.DevicePluginDir = deviceplugin.DefaultDir
+	}
+	switch cfg.LinkDownEffect {
+	case "":
+		cfg.LinkDownEffect = resourceapi.DeviceTaintEffectNoSchedule
+	case resourceapi.DeviceTaintEffectNoSchedule, resourceapi.DeviceTaintEffectNoExecute, resourceapi.DeviceTaintEffectNone:
+	default:
+		return fmt.Errorf("--link-down-effect: %q is not NoSchedule, NoExecute or None", cfg.LinkDownEffect)
 	}
 	return nil
 }
@@ -200,6 +229,7 @@ func (d *Driver) rescan(ctx context.Context) {
 		klog.FromContext(ctx).Error(err, "Rescan reported a problem")
 	}
 	inv, pools := d.pub.snapshot()
+	d.health.observe(inv)
 	if d.shim != nil {
 		d.shim.Update(ctx, inv, pools)
 	}
@@ -256,10 +286,4 @@ func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
 	}
 	logger.Error(err, "Fatal background error: "+msg)
 	d.cancel(fmt.Errorf("%s: %w", msg, err))
-}
-
-// WatchHealthStatus: link-state health is not implemented yet, and the
-// kubelet is told so rather than sent reports that mean nothing.
-func (d *Driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
-	return kubeletplugin.ErrHealthNotSupported
 }

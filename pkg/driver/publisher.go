@@ -27,9 +27,9 @@ type publisher struct {
 	resourcePrefix string
 	// publish hands the pool on to be written; it does not wait for the API.
 	publish func(pool resourceslice.Pool)
-	// withhold names the classic pools whose devices another path serves
-	// (the legacy shim): they are left out of the slices.
-	withhold func(poolName string) bool
+	// slices shapes the pool: classic pools another path serves (the
+	// legacy shim) left out, the taint of a device whose PF link is down.
+	slices resourceslices.PoolOptions
 
 	configBytes []byte
 	config      *classic.Config
@@ -114,7 +114,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		// Keep what was published: an unreadable host is not an empty one.
 		return false, errors.Join(cfgErr, fmt.Errorf("discover devices (the last published devices stay): %w", err))
 	}
-	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, p.withhold)
+	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, p.slices)
 	if err != nil {
 		return false, err
 	}

@@ -3,6 +3,7 @@ package host_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -97,4 +98,18 @@ func TestSiblingRootsAndDevlink(t *testing.T) {
 	captured := host.New(host.Options{SysfsRoot: filepath.Join(dir, "sys")})
 	_, err := captured.Devlink("0000:03:00.0")
 	assert.ErrorIs(t, err, host.ErrNoDevlink, "a tree under another root is never asked over netlink")
+}
+
+func TestParseUevent(t *testing.T) {
+	msg := func(parts ...string) []byte { return []byte(strings.Join(parts, "\x00")) }
+	reason, ok := host.ParseUevent(msg("add@/devices/pci0000:00/0000:00:01.0/0000:01:10.0", "ACTION=add", "SUBSYSTEM=pci", "PCI_SLOT_NAME=0000:01:10.0"))
+	assert.True(t, ok)
+	assert.Equal(t, "uevent add pci /devices/pci0000:00/0000:00:01.0/0000:01:10.0", reason)
+	_, ok = host.ParseUevent(msg("change@/devices/virtual/block/loop0", "ACTION=change", "SUBSYSTEM=block"))
+	assert.False(t, ok, "block devices do not matter")
+	reason, ok = host.ParseUevent(msg("bind@/devices/pci0000:00/0000:00:01.0/0000:01:10.2", "ACTION=bind", "SUBSYSTEM=pci", "DRIVER=vfio-pci"))
+	assert.True(t, ok)
+	assert.Contains(t, reason, "bind pci")
+	_, ok = host.ParseUevent(nil)
+	assert.False(t, ok)
 }

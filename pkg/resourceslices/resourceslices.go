@@ -32,6 +32,9 @@ type Options struct {
 	ResourceNameOf func(deviceName string) string
 	// Withhold leaves a device out of the slices (served another way).
 	Withhold func(deviceName string) bool
+	// LinkDown, when set, is the taint (key and effect) a device gets while
+	// its PF's link is down; its value is the PF's name.
+	LinkDown *resourceapi.DeviceTaint
 }
 
 // Problem is an attribute left out to keep a device valid.
@@ -50,6 +53,7 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 	type group struct {
 		key     string
 		devices []resourceapi.Device
+		tainted bool
 	}
 	groups := map[string]*group{}
 	var problems []Problem
@@ -68,6 +72,10 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 		}
 		dev, probs := Device(d, o.ResourceNameOf)
 		problems = append(problems, probs...)
+		if d.PFLinkDown && o.LinkDown != nil {
+			dev.Taints = []resourceapi.DeviceTaint{linkDownTaint(d, o.LinkDown)}
+			g.tainted = true
+		}
 		g.devices = append(g.devices, dev)
 	}
 	ordered := make([]*group, 0, len(groups))
@@ -78,7 +86,12 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 
 	pool := resourceslice.Pool{}
 	for _, g := range ordered {
-		for chunk := range slices.Chunk(g.devices, resourceapi.ResourceSliceMaxDevices) {
+		// A slice with a tainted device may hold fewer devices.
+		limit := resourceapi.ResourceSliceMaxDevices
+		if g.tainted {
+			limit = resourceapi.ResourceSliceMaxDevicesWithAdvancedFeatures
+		}
+		for chunk := range slices.Chunk(g.devices, limit) {
 			pool.Slices = append(pool.Slices, resourceslice.Slice{Devices: chunk})
 		}
 	}
@@ -87,6 +100,19 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 		pool.Slices = []resourceslice.Slice{{}}
 	}
 	return pool, problems
+}
+
+// LinkDownTaintKey is the taint key of a device whose PF link is down, in
+// the driver's domain: sriov.dra.dev/link-down.
+func LinkDownTaintKey(driverName string) string { return driverName + "/link-down" }
+
+func linkDownTaint(d *discovery.Device, template *resourceapi.DeviceTaint) resourceapi.DeviceTaint {
+	t := *template
+	t.Value = d.PFName
+	if t.Value == "" || len(t.Value) > 63 || !utf8.ValidString(t.Value) {
+		t.Value = d.RootDevice
+	}
+	return t
 }
 
 // Device converts one discovered device, dropping what the API would reject.
@@ -152,13 +178,22 @@ func ResourceSlices(pool resourceslice.Pool, driverName, nodeName string) []reso
 	return out
 }
 
+// PoolOptions shape a node's pool beyond its devices.
+type PoolOptions struct {
+	// WithholdPool names classic pools whose devices are left out.
+	WithholdPool func(poolName string) bool
+	// LinkDown is the taint of devices whose PF link is down (see Options).
+	LinkDown *resourceapi.DeviceTaint
+}
+
 // DesiredPool is the pool a node publishes for an inventory: every device,
 // with its classic pool's resource name when a config is given, except the
-// devices of the pools withhold names (nil: none). It also returns the
-// classic pools (nil without a config).
-func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, withhold func(poolName string) bool) (resourceslice.Pool, *selector.Result, []Problem, error) {
+// devices of the pools po withholds. It also returns the classic pools (nil
+// without a config).
+func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) (resourceslice.Pool, *selector.Result, []Problem, error) {
 	var pools *selector.Result
-	var o Options
+	o := Options{LinkDown: po.LinkDown}
+	withhold := po.WithholdPool
 	if cfg != nil {
 		var err error
 		if pools, err = selector.Select(cfg, inv); err != nil {

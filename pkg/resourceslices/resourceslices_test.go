@@ -2,6 +2,7 @@ package resourceslices_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,4 +164,43 @@ func TestBuildSplitsAPFOfMoreThan128Devices(t *testing.T) {
 		}
 	}
 	assert.Len(t, seen, 200)
+}
+
+// TestLinkDownTaints: devices of a PF whose link is down carry the taint,
+// valued with the PF's name; their slices hold at most 64 devices, as the
+// API requires of slices with taints; the other PFs' slices keep 128.
+func TestLinkDownTaints(t *testing.T) {
+	h, _ := simhosttest.NewProfileHost(t, "large")
+	require.NoError(t, h.SetLink("ens10f0", false))
+	inv, err := discovery.Discover(context.Background(), h)
+	require.NoError(t, err)
+	taint := &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey("example.com"), Effect: resourceapi.DeviceTaintEffectNoExecute}
+	pool, problems := resourceslices.Build(inv, resourceslices.Options{LinkDown: taint})
+	assert.Empty(t, problems)
+	var sizes []int
+	tainted := 0
+	for _, s := range pool.Slices {
+		sizes = append(sizes, len(s.Devices))
+		for _, d := range s.Devices {
+			if len(d.Taints) == 0 {
+				continue
+			}
+			tainted++
+			assert.Equal(t, []resourceapi.DeviceTaint{{Key: "example.com/link-down", Value: "ens10f0", Effect: resourceapi.DeviceTaintEffectNoExecute}}, d.Taints)
+			assert.LessOrEqual(t, len(s.Devices), resourceapi.ResourceSliceMaxDevicesWithAdvancedFeatures)
+		}
+	}
+	assert.Equal(t, 128, tainted, "ens10f0's 128 VFs")
+	assert.Equal(t, append([]int{64, 64}, slices.Repeat([]int{128}, 15)...), sizes, "the first PF (bus c0) splits in two")
+
+	require.NoError(t, h.SetLink("ens10f0", true))
+	inv, err = discovery.Discover(context.Background(), h)
+	require.NoError(t, err)
+	pool, _ = resourceslices.Build(inv, resourceslices.Options{LinkDown: taint})
+	assert.Len(t, pool.Slices, 16, "recovered: no taint, 128 a slice again")
+	for _, s := range pool.Slices {
+		for _, d := range s.Devices {
+			assert.Empty(t, d.Taints)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 )
@@ -24,6 +25,8 @@ const Marker = "simulated-host"
 type Host struct {
 	*host.Host
 	root string
+	// pollInterval overrides PollInterval (tests).
+	pollInterval time.Duration
 }
 
 // Open returns the simulated host written under root (root/sys, root/dev,
@@ -48,6 +51,9 @@ func OpenWith(root string, o host.Options) (*Host, error) {
 	fill(&o.ProcRoot, "proc")
 	return &Host{Host: host.New(o), root: root}, nil
 }
+
+// SetPollInterval changes how often WatchEvents reads the links.
+func (h *Host) SetPollInterval(d time.Duration) { h.pollInterval = d }
 
 // Root is the directory the host was written to.
 func (h *Host) Root() string { return h.root }

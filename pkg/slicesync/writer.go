@@ -291,10 +291,31 @@ func (w *Writer) plan(desired *resourceslice.Pool, stored []resourceapi.Resource
 			plan.creates = append(plan.creates, s)
 		case bump || cur.Spec.Pool.ResourceSliceCount != int64(len(desired.Slices)) || !resourceslice.DevicesDeepEqual(cur.Spec.Devices, s.Spec.Devices):
 			s.ResourceVersion = cur.ResourceVersion
+			keepTaintTimes(s.Spec.Devices, cur.Spec.Devices)
 			plan.updates = append(plan.updates, s)
 		}
 	}
 	return plan
+}
+
+// keepTaintTimes carries over when a taint that stays was added (the API
+// server sets it): rewriting it would restart the tolerationSeconds of the
+// pods on a NoExecute-tainted device.
+func keepTaintTimes(desired, stored []resourceapi.Device) {
+	added := map[string]*metav1.Time{}
+	for _, d := range stored {
+		for _, t := range d.Taints {
+			added[d.Name+"/"+t.Key+"="+t.Value+":"+string(t.Effect)] = t.TimeAdded
+		}
+	}
+	for i := range desired {
+		for j := range desired[i].Taints {
+			t := &desired[i].Taints[j]
+			if t.TimeAdded == nil {
+				t.TimeAdded = added[desired[i].Name+"/"+t.Key+"="+t.Value+":"+string(t.Effect)]
+			}
+		}
+	}
 }
 
 // slice is the desired object for one slice, generation not yet set.
