@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"discover":        {"list the devices this host offers", runDiscover},
 		"simulate":        {"write a simulated host (sysfs, /dev, /proc) into a directory", runSimulate},
 		"pools":           {"show which devices each classic config pool selects", runPools},
+		"probe":           {"ask a running daemon whether it is alive (healthz) or ready (readyz)", runProbe},
 		"run":             {"run the node daemon: DRA kubelet plugin publishing this node's devices", runDaemon},
 		"validate-config": {"check a classic sriov-network-device-plugin config file", runValidateConfig},
 		"version":         {"print the version", runVersion},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
+	"k8s.io/klog/v2"
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
@@ -19,7 +23,9 @@ import (
 )
 
 func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
-	fs := newFlagSet("run")
+	fs := flag.NewFlagSet("sriov-dra run", flag.ContinueOnError)
+	logging := logsapi.NewLoggingConfiguration()
+	logsapi.AddGoFlags(logging, fs)
 	var hf hostFlags
 	hf.register(fs)
 	var cfg driver.Config
@@ -41,9 +47,17 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar(&cfg.DevicePluginDir, "device-plugin-dir", deviceplugin.DefaultDir, "the kubelet's device-plugins directory (kubelet.sock)")
 	fs.StringVar((*string)(&cfg.LinkDownEffect), "link-down-effect", "NoSchedule", "effect of the taint on devices whose PF link is down: NoSchedule, NoExecute (evicts their pods) or None (informs only)")
 	fs.BoolVar(&cfg.LegacyCDI, "legacy-cdi", false, "legacy resources answer with CDI device names (the classic --use-cdi) instead of device nodes")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this host:port (e.g. :8080); empty is off")
+	fs.StringVar(&cfg.HealthSocket, "health-socket", "", "serve /healthz and /readyz on this Unix socket, for `sriov-dra probe` (e.g. /run/sriov-dra/health.sock); empty is off")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := logsapi.ValidateAndApply(logging, nil); err != nil {
+		return fmt.Errorf("logging flags: %w", err)
+	}
+	// The logger configured just now (text or JSON), not the one main made.
+	ctx = klog.NewContext(ctx, klog.Background())
+	defer klog.Flush()
 	if cfg.NodeName == "" {
 		return errors.New("--node-name (or SRIOV_DRA_NODE_NAME) is required")
 	}

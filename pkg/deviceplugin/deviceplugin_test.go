@@ -73,13 +73,15 @@ const poolsJSON = `{"resourceList":[
 	{"resourceName":"net","selectors":{"drivers":["iavf"]}}]}`
 
 type shim struct {
-	m    *Manager
-	dir  string
-	kube *registrar
-	h    *simhost.Host
-	inv  *discovery.Inventory
-	cfg  *classic.Config
-	root string
+	allocs map[string]int // by resource, from Config.OnAllocate
+	mu     sync.Mutex
+	m      *Manager
+	dir    string
+	kube   *registrar
+	h      *simhost.Host
+	inv    *discovery.Inventory
+	cfg    *classic.Config
+	root   string
 }
 
 // newShim serves resources from an e810 (VFs 6 and 7 on vfio-pci, NUMA 0)
@@ -92,9 +94,13 @@ func newShim(t testing.TB, cdi bool, resources ...string) *shim {
 	cfg, err := classic.Parse([]byte(poolsJSON), "")
 	require.NoError(t, err)
 	require.NoError(t, CheckResources(resources, cfg))
-	s := &shim{dir: dir, kube: startRegistrar(t, dir), h: h, cfg: cfg, root: root}
+	s := &shim{dir: dir, kube: startRegistrar(t, dir), h: h, cfg: cfg, root: root, allocs: map[string]int{}}
 	s.m = New(Config{DriverName: "sriov.dra.dev", Dir: dir, Resources: resources, Host: h, DevInfoDir: filepath.Join(root, "devinfo"),
-		CDI: cdi, CDIRoot: filepath.Join(root, "cdi"), PollInterval: 20 * time.Millisecond})
+		CDI: cdi, CDIRoot: filepath.Join(root, "cdi"), PollInterval: 20 * time.Millisecond, OnAllocate: func(resource string) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.allocs[resource]++
+		}})
 	s.update(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -203,6 +209,9 @@ func TestAllocate(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 	assert.Contains(t, err.Error(), `resource intel.com/dpdk: unknown device ID "0000:3b:02.0"`)
+	s.mu.Lock()
+	assert.Equal(t, map[string]int{"intel.com/dpdk": 1}, s.allocs, "answered allocations counted, refused ones not")
+	s.mu.Unlock()
 }
 
 func TestAllocateLegacyCDI(t *testing.T) {
@@ -243,9 +252,11 @@ func TestKubeletRestartReRegisters(t *testing.T) {
 		for _, e := range entries {
 			require.NoError(t, os.Remove(filepath.Join(s.dir, e.Name())))
 		}
+		assert.False(t, s.m.Registered(), "the sockets are gone: not ready")
 		restarted := time.Now()
 		s.kube = startRegistrar(t, s.dir)
 		require.Eventually(t, func() bool { return len(s.kube.registered()) == 3 }, 2*time.Second, 5*time.Millisecond, "round %d", round)
+		assert.True(t, s.m.Registered())
 		t.Logf("round %d: all resources registered %s after the kubelet's socket appeared", round, time.Since(restarted).Round(time.Millisecond))
 		_, err = s.client(t, "intel.com/net").GetDevicePluginOptions(context.Background(), &pluginapi.Empty{})
 		require.NoError(t, err, "the restarted server answers")

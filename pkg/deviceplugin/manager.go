@@ -53,6 +53,8 @@ type Config struct {
 	// PollInterval is how often the kubelet's socket is checked for a
 	// kubelet restart. Default 100ms.
 	PollInterval time.Duration
+	// OnAllocate is called for each Allocate answered, with the resource.
+	OnAllocate func(resource string)
 }
 
 // CheckResources verifies --legacy-resources against a classic config: each
@@ -213,6 +215,18 @@ func (m *Manager) Run(ctx context.Context) {
 				"kubeletSocketAge", time.Since(st.ModTime()).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
+}
+
+// Registered reports whether every resource is served and registered.
+func (m *Manager) Registered() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.resources {
+		if !r.serving() {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *Manager) stopAll() {

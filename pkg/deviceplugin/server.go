@@ -228,6 +228,9 @@ func (r *resource) Allocate(ctx context.Context, req *pluginapi.AllocateRequest)
 		resp.ContainerResponses = append(resp.ContainerResponses, cr)
 	}
 	klog.FromContext(ctx).V(2).Info("Allocated", "resource", r.name, "containers", len(req.ContainerRequests), "duration", time.Since(start))
+	if r.m.cfg.OnAllocate != nil {
+		r.m.cfg.OnAllocate(r.name)
+	}
 	return resp, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -20,6 +21,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/health"
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
 )
@@ -68,6 +70,10 @@ type Config struct {
 	// LinkDownEffect is the effect of the taint on devices whose PF link is
 	// down: NoSchedule (default), NoExecute, or None.
 	LinkDownEffect resourceapi.DeviceTaintEffect
+	// MetricsAddr serves /metrics, /healthz and /readyz (empty: off);
+	// HealthSocket serves /healthz and /readyz on a Unix socket (empty: off).
+	MetricsAddr  string
+	HealthSocket string
 }
 
 // DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
@@ -81,7 +87,15 @@ type Driver struct {
 	slices *slicesync.Writer
 	shim   *deviceplugin.Manager
 	health *healthState
-	cancel context.CancelCauseFunc
+	// published is set once the first desired pool is in the API;
+	// registration and state once the DRA side runs. The health endpoints
+	// read them from their own goroutines.
+	published    atomic.Bool
+	registration atomic.Pointer[kubeletplugin.Helper]
+	state        atomic.Pointer[nodeState]
+	dra          bool
+	metrics      *metrics.Metrics
+	cancel       context.CancelCauseFunc
 }
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
@@ -97,12 +111,13 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	start := time.Now()
-	d := &Driver{cancel: cancel, health: newHealthState()}
+	d := &Driver{cancel: cancel, health: newHealthState(), metrics: metrics.New(), dra: cfg.DRA}
 	if len(cfg.LegacyResources) > 0 {
 		d.shim = deviceplugin.New(deviceplugin.Config{DriverName: cfg.DriverName, Dir: cfg.DevicePluginDir, Resources: cfg.LegacyResources,
-			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot, Health: shimHealth})
+			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot, Health: shimHealth,
+			OnAllocate: func(resource string) { d.metrics.LegacyAllocations.WithLabelValues(resource).Inc() }})
 	}
-	d.pub = &publisher{host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix,
+	d.pub = &publisher{host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix, metrics: d.metrics,
 		slices: resourceslices.PoolOptions{WithholdPool: d.shim.Serves,
 			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(cfg.DriverName), Effect: cfg.LinkDownEffect}},
 		publish: func(resourceslice.Pool) {}}
@@ -119,6 +134,11 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := os.MkdirAll(dir, 0o750); err != nil {
 				return fmt.Errorf("create %s: %w", dir, err)
 			}
+		}
+	}
+	if cfg.MetricsAddr != "" || cfg.HealthSocket != "" {
+		if err := d.metrics.Serve(ctx, cfg.MetricsAddr, cfg.HealthSocket, metrics.Checks{Alive: d.alive, Ready: d.ready}); err != nil {
+			return err
 		}
 	}
 	if cfg.DRA {
@@ -142,6 +162,11 @@ func Run(ctx context.Context, cfg Config) error {
 	watcher := &health.Watcher{Source: cfg.Host, Debounce: debounce, Periodic: cfg.RescanInterval,
 		Rescan: func(ctx context.Context, reason string) {
 			klog.FromContext(ctx).V(4).Info("Rescan", "reason", reason)
+			cause := "event"
+			if reason == "periodic" {
+				cause = "periodic"
+			}
+			d.metrics.Rescans.WithLabelValues(cause).Inc()
 			d.rescan(ctx)
 		}}
 	watcher.Run(ctx)
@@ -149,6 +174,37 @@ func Run(ctx context.Context, cfg Config) error {
 		return cause
 	}
 	logger.Info("Shutting down")
+	return nil
+}
+
+// alive answers /healthz: the daemon runs and can read its state. An
+// unreadable checkpoint fails it, so that the kubelet restarts the daemon,
+// which sets the file aside and rebuilds.
+func (d *Driver) alive() error {
+	if st := d.state.Load(); st != nil && !st.healthy() {
+		return errors.New("the checkpoint cannot be read")
+	}
+	return nil
+}
+
+// ready answers /readyz: registered with the kubelet, and the devices
+// published (DRA) or served (legacy resources).
+func (d *Driver) ready() error {
+	if d.dra {
+		helper := d.registration.Load()
+		if helper == nil {
+			return errors.New("not started yet")
+		}
+		if st := helper.RegistrationStatus(); st == nil || !st.PluginRegistered {
+			return errors.New("not registered with the kubelet yet")
+		}
+		if !d.published.Load() {
+			return errors.New("devices not published yet")
+		}
+	}
+	if d.shim != nil && !d.shim.Registered() {
+		return errors.New("legacy resources not registered with the kubelet yet")
+	}
 	return nil
 }
 
@@ -195,13 +251,16 @@ func (cfg *Config) complete() error {
 func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) error {
 	d.slices = slicesync.New(cfg.KubeClient, cfg.DriverName, cfg.NodeName, slicesync.Options{
 		OnSynced: func(ctx context.Context, writes int) {
+			d.published.Store(true)
 			if writes > 0 {
 				klog.FromContext(ctx).Info("ResourceSlices published", "writes", writes, "sinceStart", time.Since(start).Round(time.Millisecond))
 			}
 		},
+		OnWrite: func(verb string) { d.metrics.SliceWrites.WithLabelValues(verb).Inc() },
 	})
 	d.pub.publish = d.slices.Update
-	d.prep = newPreparer(cfg, d.pub)
+	d.prep = newPreparer(cfg, d.pub, d.metrics)
+	d.state.Store(d.prep.state)
 	if err := d.prep.recover(ctx); err != nil {
 		return fmt.Errorf("recover prepared claims: %w", err)
 	}
@@ -220,6 +279,7 @@ func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) erro
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}
 	d.helper = helper
+	d.registration.Store(helper)
 	return nil
 }
 
@@ -255,8 +315,9 @@ func helperOptions(cfg Config) []kubeletplugin.Option {
 	return opts
 }
 
-func newPreparer(cfg Config, pub *publisher) *preparer {
+func newPreparer(cfg Config, pub *publisher, m *metrics.Metrics) *preparer {
 	return &preparer{
+		metrics:    m,
 		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: cfg.DevInfoDir,
 		host: cfg.Host, devices: pub,
 		state:   newNodeState(cfg.PluginDir, cfg.Host.BootID()),

@@ -16,6 +16,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
@@ -56,11 +57,12 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	}
 	client := fake.NewClientset(o.objects...)
 	cfg.KubeClient = client
+	m := metrics.New()
 	pub := &publisher{host: h, poolName: "node", configPath: cfg.ConfigPath, resourcePrefix: "intel.com",
-		publish: func(resourceslice.Pool) {}}
+		publish: func(resourceslice.Pool) {}, metrics: m}
 	_, err = pub.sync(context.Background())
 	require.NoError(t, err)
-	return &testNode{preparer: newPreparer(cfg, pub), root: root, h: h, client: client, pub: pub}
+	return &testNode{preparer: newPreparer(cfg, pub, m), root: root, h: h, client: client, pub: pub}
 }
 
 func (n *testNode) checkpoint(t testing.TB) checkpoint.Data {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/nodefiles"
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
@@ -47,6 +48,7 @@ type preparer struct {
 	lookups    *lookups
 	status     *statusWriter
 	events     *nodeEvents
+	metrics    *metrics.Metrics
 	// vanished are the prepared devices last seen gone from the host (only
 	// the rescan loop touches it).
 	vanished map[string]bool
@@ -58,6 +60,7 @@ type preparer struct {
 func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	start := time.Now()
 	defer func() {
+		p.metrics.PrepareDuration.Observe(time.Since(start).Seconds())
 		klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start))
 	}()
 	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName,
@@ -112,6 +115,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		claim := plans[i].Claim
 		if r.Err != nil {
 			klog.FromContext(ctx).Error(r.Err, "Prepare failed", "claim", klog.KObj(claim))
+			p.metrics.PrepareErrors.Inc()
 			if _, recorded := cp.Claims[r.ID]; recorded {
 				p.logRollback(ctx, entry, p.rollback(ctx, entry))
 				delete(cp.Claims, r.ID)
@@ -177,6 +181,7 @@ func (p *preparer) bind(ctx context.Context, plans []prepare.ClaimPlan) (*discov
 				continue
 			}
 			klog.FromContext(ctx).Info("Rebound device for claim", "device", d.Device.Name, "from", d.Device.Driver, "to", driver, "claim", klog.KObj(plans[i].Claim))
+			p.metrics.Rebinds.Inc()
 			rebound = true
 		}
 	}

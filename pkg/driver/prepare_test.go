@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	resourceapi "k8s.io/api/resource/v1"
@@ -55,6 +58,8 @@ func TestPrepareRebindAndUnprepare(t *testing.T) {
 
 	require.NoError(t, n.unprepareOne(t, claim))
 	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.1"), "original driver restored")
+	assert.Equal(t, uint64(2), observations(t, n.metrics.PrepareDuration), "two prepares timed")
+	assert.Equal(t, uint64(1), observations(t, n.metrics.UnprepareDuration))
 	inv, err := discovery.Discover(context.Background(), n.h)
 	require.NoError(t, err)
 	d, _ := inv.Get("pci-0000-3b-02-1")
@@ -143,6 +148,8 @@ func TestPrepareRollsBackAfterBind(t *testing.T) {
 	res := n.prepareOne(t, claimFor("u", dpdkConfig, "pci-0000-3b-02-1"))
 	require.ErrorContains(t, res.Err, "vhost-net does not exist on the host")
 	assert.Equal(t, 2, spy.binds, "bound, then restored")
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors))
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.Rebinds))
 	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.1"))
 	entries, _ := os.ReadDir(n.cdiRoot)
 	assert.Empty(t, entries)
@@ -212,4 +219,12 @@ func TestPrepareReadsClassAndPodOnce(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]int{"deviceclasses": 1, "pods": 1}, gets, "one read per class and per pod, not per device")
+}
+
+// observations is how many values a histogram has seen.
+func observations(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, h.Write(&m))
+	return m.GetHistogram().GetSampleCount()
 }

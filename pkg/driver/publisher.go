@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
@@ -14,6 +15,8 @@ import (
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/health"
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
@@ -27,6 +30,7 @@ type publisher struct {
 	resourcePrefix string
 	// publish hands the pool on to be written; it does not wait for the API.
 	publish func(pool resourceslice.Pool)
+	metrics *metrics.Metrics
 	// slices shapes the pool: classic pools another path serves (the
 	// legacy shim) left out, the taint of a device whose PF link is down.
 	slices resourceslices.PoolOptions
@@ -105,6 +109,8 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 // last one. It reports whether it did; a config that failed to reload is
 // reported as an error even when the sync went on with the last good one.
 func (p *publisher) sync(ctx context.Context) (bool, error) {
+	start := time.Now()
+	defer func() { p.metrics.RescanDuration.Observe(time.Since(start).Seconds()) }()
 	cfgErr := p.loadConfig(ctx)
 	if cfgErr != nil && p.config == nil {
 		return false, cfgErr
@@ -119,6 +125,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	p.logProblems(ctx, inv.Problems(), problems)
+	p.count(pool, pools, inv)
 	p.mu.Lock()
 	p.inventory, p.pools = inv, pools
 	p.mu.Unlock()
@@ -129,6 +136,35 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	p.last = &pool
 	klog.FromContext(ctx).Info("Devices changed; queued for publishing", "devices", inv.Len(), "slices", len(pool.Slices))
 	return true, cfgErr
+}
+
+// count records the published devices by type and classic pool, and the
+// unhealthy ones.
+func (p *publisher) count(pool resourceslice.Pool, pools *selector.Result, inv *discovery.Inventory) {
+	published := map[string]bool{}
+	for _, s := range pool.Slices {
+		for _, d := range s.Devices {
+			published[d.Name] = true
+		}
+	}
+	p.metrics.DevicesPublished.Reset()
+	unhealthy := 0
+	for d := range inv.All() {
+		if !health.Of(d).Healthy {
+			unhealthy++
+		}
+		if !published[d.Name] {
+			continue
+		}
+		poolName := ""
+		if pools != nil {
+			if cp, ok := pools.PoolFor(d.Name); ok {
+				poolName = cp.Name()
+			}
+		}
+		p.metrics.DevicesPublished.WithLabelValues(string(d.DeviceType), poolName).Inc()
+	}
+	p.metrics.DevicesUnhealthy.Set(float64(unhealthy))
 }
 
 // logProblems logs each problem when it first appears and when it is gone.

@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
@@ -45,7 +47,7 @@ func TestPublisherSyncAndReload(t *testing.T) {
 	rec := &recorder{}
 	h, err := simhost.Open(hostDir)
 	require.NoError(t, err)
-	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish}
+	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish, metrics: metrics.New()}
 
 	published, err := p.sync(ctx)
 	require.NoError(t, err)
@@ -100,8 +102,44 @@ func TestPublisherRejectsBadConfigAtStart(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.json")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[]}`), 0o644))
-	p := &publisher{host: host.UnderRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish}
+	p := &publisher{host: host.UnderRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish, metrics: metrics.New()}
 	err := p.loadConfig(context.Background())
 	require.ErrorContains(t, err, "resourceList: must have at least one pool")
 	assert.NotContains(t, err.Error(), "last good")
+}
+
+// TestPublisherCountsWhatItPublishes: the published-device gauge follows the
+// pool handed to the writer, by type and classic pool; devices whose PF link
+// is down are counted unhealthy.
+func TestPublisherCountsWhatItPublishes(t *testing.T) {
+	dir := t.TempDir()
+	hostDir := filepath.Join(dir, "host")
+	// Two VFs on ens1f0 (pool "net"), one accelerator in no pool.
+	spec := simhost.Spec{PFs: []simhost.PF{
+		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 2, LinkDown: true},
+		{Address: "0000:5e:00.0", Model: "n3000"},
+	}}
+	require.NoError(t, simhost.Write(hostDir, spec))
+	cfgPath := filepath.Join(dir, "config.json")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"net","selectors":{"pfNames":["ens1f0"]}}]}`), 0o644))
+	h, err := simhost.Open(hostDir)
+	require.NoError(t, err)
+	m := metrics.New()
+	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: (&recorder{}).publish, metrics: m}
+	_, err = p.sync(context.Background())
+	require.NoError(t, err)
+
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("netDevice", "intel.com/net")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("accelerator", "")))
+	assert.Equal(t, 2, testutil.CollectAndCount(m.DevicesPublished), "no other series")
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.DevicesUnhealthy), "both VFs of the down PF")
+	assert.Equal(t, uint64(1), observations(t, m.RescanDuration))
+
+	// A pool that goes away leaves no stale series behind.
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"acc","deviceType":"accelerator"}]}`), 0o644))
+	_, err = p.sync(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("accelerator", "intel.com/acc")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("netDevice", "")))
+	assert.Equal(t, 2, testutil.CollectAndCount(m.DevicesPublished))
 }

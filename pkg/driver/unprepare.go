@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
@@ -18,6 +19,7 @@ import (
 // removed, drivers restored, the entry dropped. A claim this node never
 // prepared, or already unprepared, is done.
 func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
+	defer func(start time.Time) { p.metrics.UnprepareDuration.Observe(time.Since(start).Seconds()) }(time.Now())
 	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
 		return nil, err
@@ -33,6 +35,7 @@ func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.Namespa
 		}
 		if err := p.rollback(ctx, entry); err != nil {
 			klog.FromContext(ctx).Error(err, "Unprepare failed; the kubelet will retry", "claim", klog.KRef(entry.Namespace, entry.Name))
+			p.metrics.UnprepareErrors.Inc()
 			out[c.UID] = err
 			continue
 		}
@@ -97,6 +100,7 @@ func (p *preparer) loadState(ctx context.Context) (checkpoint.Data, error) {
 		klog.FromContext(ctx).Error(err, "Checkpoint unreadable")
 		p.events.warn(ctx, "CheckpointUnreadable", err.Error())
 		p.state.markCorrupt()
+		p.metrics.CheckpointReadable.Set(0)
 	}
 	return cp, err
 }

@@ -37,6 +37,9 @@ type Options struct {
 	// OnSynced is called after every sync that left the API equal to the
 	// desired pool, with the number of writes it took.
 	OnSynced func(ctx context.Context, writes int)
+	// OnWrite is called for every write that succeeded: create, update
+	// or delete.
+	OnWrite func(verb string)
 }
 
 // Writer publishes a node's pool. Create it with New, run it with Run, and
@@ -343,12 +346,17 @@ func (w *Writer) slice(name string, devices []resourceapi.Device) *resourceapi.R
 // reports stale and queues another sync.
 func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err error) {
 	api := w.client.ResourceV1().ResourceSlices()
-	count := func(n *atomic.Int64) { n.Add(1) }
+	count := func(n *atomic.Int64, verb string) {
+		n.Add(1)
+		if w.opts.OnWrite != nil {
+			w.opts.OnWrite(verb)
+		}
+	}
 	var conflicts atomic.Bool
 	if err := w.parallel(ctx, plan.deletes, func(ctx context.Context, s *resourceapi.ResourceSlice) error {
 		err := api.Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
 		if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-			count(&w.deletes)
+			count(&w.deletes, "delete")
 			return nil
 		}
 		return fmt.Errorf("delete ResourceSlice %s: %w", s.Name, err)
@@ -377,7 +385,7 @@ func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err err
 				}
 				return fmt.Errorf("%s ResourceSlice %s: %w", step.verb, s.Name, err)
 			}
-			count(step.n)
+			count(step.n, step.verb)
 			return nil
 		}); err != nil {
 			return false, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ func pool(counts ...int) resourceslice.Pool {
 type harness struct {
 	client *fake.Clientset
 	w      *slicesync.Writer
+	mu     sync.Mutex
+	verbs  map[string]int64 // as reported to Options.OnWrite
 }
 
 func start(t *testing.T, withNode bool) *harness {
@@ -45,11 +48,16 @@ func start(t *testing.T, withNode bool) *harness {
 		_, err := client.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, UID: "node-uid"}}, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
-	w := slicesync.New(client, driver, node, slicesync.Options{ResyncDelay: 20 * time.Millisecond})
+	h := &harness{client: client, verbs: map[string]int64{}}
+	h.w = slicesync.New(client, driver, node, slicesync.Options{ResyncDelay: 20 * time.Millisecond, OnWrite: func(verb string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.verbs[verb]++
+	}})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go w.Run(ctx)
-	return &harness{client: client, w: w}
+	go h.w.Run(ctx)
+	return h
 }
 
 func (h *harness) slices(t *testing.T) []resourceapi.ResourceSlice {
@@ -75,10 +83,15 @@ func (h *harness) publish(t *testing.T, p resourceslice.Pool) {
 	require.Eventually(t, h.w.Synced, 5*time.Second, 5*time.Millisecond)
 }
 
-// writes is the number of writes since the last call.
-func (h *harness) writes(last *[3]int64) [3]int64 {
+// writes is the number of writes since the last call: creates, updates,
+// deletes. The writer's counters and its OnWrite calls must agree.
+func (h *harness) writes(t *testing.T, last *[3]int64) [3]int64 {
+	t.Helper()
 	c, u, d := h.w.Writes()
 	now := [3]int64{c, u, d}
+	h.mu.Lock()
+	assert.Equal(t, now, [3]int64{h.verbs["create"], h.verbs["update"], h.verbs["delete"]}, "OnWrite calls")
+	h.mu.Unlock()
 	delta := [3]int64{now[0] - last[0], now[1] - last[1], now[2] - last[2]}
 	*last = now
 	return delta
@@ -108,25 +121,25 @@ func TestWriterPublishesAndUpdatesOnlyWhatChanged(t *testing.T) {
 		assert.Equal(t, metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: node, UID: "node-uid", Controller: s.OwnerReferences[0].Controller}, s.OwnerReferences[0])
 	}
 	assert.Equal(t, []string{"dev-1-0", "dev-1-1", "dev-1-2"}, deviceNames(got[1]))
-	assert.Equal(t, [3]int64{3, 0, 0}, h.writes(&last))
+	assert.Equal(t, [3]int64{3, 0, 0}, h.writes(t, &last))
 
 	h.publish(t, pool(2, 3, 1))
-	assert.Equal(t, [3]int64{0, 0, 0}, h.writes(&last), "an unchanged pool writes nothing")
+	assert.Equal(t, [3]int64{0, 0, 0}, h.writes(t, &last), "an unchanged pool writes nothing")
 
 	h.publish(t, pool(2, 4, 1))
-	assert.Equal(t, [3]int64{0, 1, 0}, h.writes(&last), "one slice changed: one update, same generation")
+	assert.Equal(t, [3]int64{0, 1, 0}, h.writes(t, &last), "one slice changed: one update, same generation")
 	got = h.slices(t)
 	assert.Equal(t, int64(1), got[1].Spec.Pool.Generation)
 	assert.Len(t, got[1].Spec.Devices, 4)
 
 	h.publish(t, pool(3, 5, 1))
-	assert.Equal(t, [3]int64{0, 3, 0}, h.writes(&last), "two changed: the generation goes up on every slice")
+	assert.Equal(t, [3]int64{0, 3, 0}, h.writes(t, &last), "two changed: the generation goes up on every slice")
 	for _, s := range h.slices(t) {
 		assert.Equal(t, int64(2), s.Spec.Pool.Generation)
 	}
 
 	h.publish(t, pool(3, 5))
-	assert.Equal(t, [3]int64{0, 2, 1}, h.writes(&last), "a slice fewer: it is deleted, the count changes on the others")
+	assert.Equal(t, [3]int64{0, 2, 1}, h.writes(t, &last), "a slice fewer: it is deleted, the count changes on the others")
 	got = h.slices(t)
 	require.Len(t, got, 2)
 	for _, s := range got {

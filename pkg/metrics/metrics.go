@@ -1,0 +1,153 @@
+// Package metrics holds the daemon's Prometheus metrics and serves them with
+// its health endpoints: /metrics, /healthz (alive) and /readyz (serving).
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/klog/v2"
+)
+
+const namespace = "sriov_dra"
+
+// Metrics are the daemon's measurements, in a registry of their own.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	DevicesPublished   *prometheus.GaugeVec
+	DevicesUnhealthy   prometheus.Gauge
+	PrepareDuration    prometheus.Histogram
+	UnprepareDuration  prometheus.Histogram
+	PrepareErrors      prometheus.Counter
+	UnprepareErrors    prometheus.Counter
+	Rescans            *prometheus.CounterVec
+	RescanDuration     prometheus.Histogram
+	SliceWrites        *prometheus.CounterVec
+	Rebinds            prometheus.Counter
+	LegacyAllocations  *prometheus.CounterVec
+	CheckpointReadable prometheus.Gauge
+}
+
+// New registers the metrics in a registry of their own, with the Go runtime
+// and process collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	m := &Metrics{
+		registry: reg,
+		DevicesPublished: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "devices_published",
+			Help: "Devices in the node's ResourceSlices, by device type and classic pool (\"\" for none)."}, []string{"type", "pool"}),
+		DevicesUnhealthy: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "devices_unhealthy",
+			Help: "Devices whose PF link is down."}),
+		PrepareDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "prepare_duration_seconds",
+			Help: "Time of each NodePrepareResources call.", Buckets: latency}),
+		UnprepareDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "unprepare_duration_seconds",
+			Help: "Time of each NodeUnprepareResources call.", Buckets: latency}),
+		PrepareErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "prepare_errors_total",
+			Help: "Claims that failed to prepare."}),
+		UnprepareErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "unprepare_errors_total",
+			Help: "Claims that failed to unprepare."}),
+		Rescans: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rescans_total",
+			Help: "Rediscoveries of the host, by what caused them (event or periodic)."}, []string{"cause"}),
+		RescanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "rescan_duration_seconds",
+			Help: "Time of each rediscovery, pools and slices included.", Buckets: latency}),
+		SliceWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "resourceslice_writes_total",
+			Help: "ResourceSlice API writes, by verb."}, []string{"verb"}),
+		Rebinds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "driver_rebinds_total",
+			Help: "Devices bound to another kernel driver for a claim."}),
+		LegacyAllocations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "legacy_allocations_total",
+			Help: "Device-plugin Allocate calls answered, by classic resource."}, []string{"resource"}),
+		CheckpointReadable: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "checkpoint_readable",
+			Help: "1 while the prepared-claims checkpoint reads back, 0 once it could not."}),
+	}
+	reg.MustRegister(m.DevicesPublished, m.DevicesUnhealthy, m.PrepareDuration, m.UnprepareDuration, m.PrepareErrors,
+		m.UnprepareErrors, m.Rescans, m.RescanDuration, m.SliceWrites, m.Rebinds, m.LegacyAllocations, m.CheckpointReadable)
+	m.CheckpointReadable.Set(1)
+	return m
+}
+
+// Checks answer the health endpoints: nil is healthy, an error says why not.
+type Checks struct {
+	Alive func() error
+	Ready func() error
+}
+
+// Serve serves /metrics, /healthz and /readyz on addr (host:port; SO_REUSEPORT,
+// so that the two instances of a rolling update on the host network can both
+// listen) and /healthz and /readyz on the Unix socket sock, which belongs to
+// one instance (the DaemonSet's probes ask there). Either may be empty.
+func (m *Metrics) Serve(ctx context.Context, addr, sock string, checks Checks) error {
+	mux := http.NewServeMux()
+	check := func(fn func() error) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			if fn != nil {
+				if err := fn(); err != nil {
+					http.Error(w, err.Error(), http.StatusServiceUnavailable)
+					return
+				}
+			}
+			fmt.Fprintln(w, "ok")
+		}
+	}
+	mux.HandleFunc("/healthz", check(checks.Alive))
+	mux.HandleFunc("/readyz", check(checks.Ready))
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	var listeners []net.Listener
+	if addr != "" {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		}
+		listeners = append(listeners, ln)
+	}
+	if sock != "" {
+		if err := os.MkdirAll(filepath.Dir(sock), 0o750); err != nil {
+			return err
+		}
+		_ = os.Remove(sock)
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			return fmt.Errorf("health socket %s: %w", sock, err)
+		}
+		if err := os.Chmod(sock, 0o600); err != nil {
+			return err
+		}
+		listeners = append(listeners, ln)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	for _, ln := range listeners {
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				klog.FromContext(ctx).Error(err, "Metrics server failed", "addr", ln.Addr())
+			}
+		}()
+	}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	return nil
+}

@@ -1,0 +1,68 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
+)
+
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestServe(t *testing.T) {
+	m := metrics.New()
+	m.PrepareDuration.Observe(0.003)
+	m.DevicesPublished.WithLabelValues("netDevice", "intel.com/x").Set(4)
+	ready := errors.New("not registered with the kubelet yet")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock := filepath.Join(t.TempDir(), "health.sock")
+	require.NoError(t, m.Serve(ctx, "127.0.0.1:0", sock, metrics.Checks{Ready: func() error { return ready }}))
+	unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	code, body := get(t, unix, "http://health/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "not registered with the kubelet yet")
+	ready = nil
+	code, _ = get(t, unix, "http://health/readyz")
+	assert.Equal(t, http.StatusOK, code)
+	code, _ = get(t, unix, "http://health/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	code, body = get(t, unix, "http://health/metrics")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `sriov_dra_devices_published{pool="intel.com/x",type="netDevice"} 4`)
+	assert.Contains(t, body, "sriov_dra_prepare_duration_seconds_count 1")
+	assert.Contains(t, body, "go_goroutines")
+	assert.True(t, strings.Contains(body, "process_resident_memory_bytes"))
+}
+
+// TestTwoInstancesShareTheAddress: during a rolling update both instances
+// listen on the same host port.
+func TestTwoInstancesShareTheAddress(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	require.NoError(t, metrics.New().Serve(ctx, addr, "", metrics.Checks{}))
+	require.NoError(t, metrics.New().Serve(ctx, addr, "", metrics.Checks{}), "the second instance binds too")
+}
