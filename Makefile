@@ -13,7 +13,7 @@ FUZZTIME ?= 2m
 BENCHTIME ?= 1s
 DEMO_DIR ?= $(OUTPUT)/demo
 
-.PHONY: all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
+.PHONY: image all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
 
 all: lint test build
 
@@ -49,6 +49,18 @@ demo-host: build
 # simulated host, a pod with a VF; KEEP=1 leaves it running.
 demo:
 	./hack/demo.sh
+
+# image: the node image as an OCI archive (linux/amd64 and linux/arm64 in one
+# index), from the static binaries; no builder or registry needed.
+# `ctr -n k8s.io images import $(IMAGE_ARCHIVE)` or `docker load -i` it.
+IMAGE ?= ghcr.io/sriov-dra/sriov-dra:$(VERSION)
+IMAGE_ARCHIVE ?= $(OUTPUT)/sriov-dra-image.tar
+IMAGE_PLATFORMS ?= amd64 arm64
+image:
+	@set -e; bins=(); for arch in $(IMAGE_PLATFORMS); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(OUTPUT)/image/$$arch/sriov-dra ./cmd/sriov-dra; \
+		bins+=(--binary linux/$$arch=$(OUTPUT)/image/$$arch/sriov-dra); done; \
+	$(GO) run ./hack/image --name $(IMAGE) --out $(IMAGE_ARCHIVE) "$${bins[@]}"
 
 tools:
 	./hack/build-k8s.sh

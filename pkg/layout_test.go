@@ -37,6 +37,7 @@ var allowed = map[string][]string{
 	"pkg/slicesync":          nil,
 	"pkg/health":             {"pkg/discovery"},
 	"pkg/metrics":            nil,
+	"pkg/ociimage":           nil,
 	"pkg/deviceplugin":       {"api/classic/v1", "pkg/discovery", "pkg/nodefiles", "pkg/prepare", "pkg/selector"},
 	"pkg/driver": {"api/classic/v1", "pkg/checkpoint", "pkg/discovery", "pkg/flock", "pkg/host", "pkg/nodefiles",
 		"pkg/prepare", "pkg/resourceslices", "pkg/selector", "pkg/slicesync", "pkg/deviceplugin", "pkg/health", "pkg/metrics"},

@@ -168,11 +168,20 @@ func (c *Cluster) importImages(ctx context.Context) error {
 		return err
 	}
 	for _, a := range archives {
-		out, err := exec.CommandContext(ctx, c.bin("ctr"), "--address", c.criSocket, "-n", "k8s.io",
-			"images", "import", "--local", "--no-unpack=false", a).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("import %s: %v: %s", a, err, out)
+		if err := c.ImportImage(ctx, a); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// ImportImage imports an OCI archive (`make image`) into containerd's k8s.io
+// namespace, unpacked for this machine's platform, as a pull would.
+func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
+	out, err := exec.CommandContext(ctx, c.bin("ctr"), "--address", c.criSocket, "-n", "k8s.io",
+		"images", "import", "--local", "--no-unpack=false", archive).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("import %s: %v: %s", archive, err, out)
 	}
 	return nil
 }
