@@ -74,9 +74,12 @@ $(BIN)/e2e-cluster: $(shell find e2e -name '*.go')
 # e2e: the e2e/ tests against real etcd, kube-apiserver, controller-manager,
 # scheduler, containerd + runc and kubelet. Whatever the outcome, a cleanup
 # pass runs and checks that nothing was left running, mounted or configured.
+# The DaemonSet tests install the node image, built for this machine only.
+E2E_IMAGE_ARCHIVE := $(OUTPUT)/e2e-image.tar
 e2e: tools build $(BIN)/e2e-cluster
+	@$(MAKE) --no-print-directory image IMAGE_PLATFORMS=$$($(GO) env GOARCH) IMAGE_ARCHIVE=$(E2E_IMAGE_ARCHIVE)
 	@start=$$(date +%s); \
-	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -artifacts $(OUTPUT)/e2e-artifacts $(E2E_FLAGS)); rc=$$?; \
+	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -artifacts $(OUTPUT)/e2e-artifacts -image-archive $(E2E_IMAGE_ARCHIVE) $(E2E_FLAGS)); rc=$$?; \
 	TMPDIR=/tmp $(BIN)/e2e-cluster clean -dir "" || rc=1; \
 	echo "make e2e: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
 

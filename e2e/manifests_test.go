@@ -23,27 +23,20 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/utils/ptr"
 )
 
-// TestManifestsApplyAndGrantWhatTheDriverUses applies the deployment
-// manifests to the real apiserver (every object validated, the DaemonSet
-// with a server-side dry run since no image can be pulled here) and checks
-// with SubjectAccessReviews that the driver's service account may do what
-// the driver does, including the claim status writes of KEP-4817.
-func TestManifestsApplyAndGrantWhatTheDriverUses(t *testing.T) {
-	ctx := t.Context()
+// applyManifests creates every object of a YAML file, each with the options
+// prepare returns (it may change the object first), and deletes them again
+// when the test ends; it returns the kinds it saw.
+func applyManifests(ctx context.Context, t *testing.T, file string, prepare func(*unstructured.Unstructured) metav1.CreateOptions) map[string]bool {
+	t.Helper()
 	dyn, err := dynamic.NewForConfig(cluster.RestConfig)
 	require.NoError(t, err)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Client.Discovery()))
-	data, err := os.ReadFile("../deployments/manifests/sriov-dra.yaml")
+	data, err := os.ReadFile(file)
 	require.NoError(t, err)
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var created []func()
-	defer func() {
-		for i := len(created) - 1; i >= 0; i-- {
-			created[i]()
-		}
-	}()
 	kinds := map[string]bool{}
 	for {
 		var obj unstructured.Unstructured
@@ -64,17 +57,33 @@ func TestManifestsApplyAndGrantWhatTheDriverUses(t *testing.T) {
 		if ns := obj.GetNamespace(); ns != "" {
 			client = ri.Namespace(ns)
 		}
-		opts := metav1.CreateOptions{}
-		if gvk.Kind == "DaemonSet" {
-			opts.DryRun = []string{metav1.DryRunAll}
-		}
+		opts := prepare(&obj)
 		_, err = client.Create(ctx, &obj, opts)
 		require.NoError(t, err, "%s %s", gvk.Kind, obj.GetName())
 		if opts.DryRun == nil {
 			name := obj.GetName()
-			created = append(created, func() { _ = client.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+			// Foreground: the namespace's pods are gone when the test ends.
+			t.Cleanup(func() {
+				_ = client.Delete(context.Background(), name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
+			})
 		}
 	}
+	return kinds
+}
+
+// TestManifestsApplyAndGrantWhatTheDriverUses applies the deployment
+// manifests to the real apiserver (every object validated, the DaemonSet
+// with a server-side dry run since no image can be pulled here) and checks
+// with SubjectAccessReviews that the driver's service account may do what
+// the driver does, including the claim status writes of KEP-4817.
+func TestManifestsApplyAndGrantWhatTheDriverUses(t *testing.T) {
+	ctx := t.Context()
+	kinds := applyManifests(ctx, t, "../deployments/manifests/sriov-dra.yaml", func(obj *unstructured.Unstructured) metav1.CreateOptions {
+		if obj.GetKind() == "DaemonSet" {
+			return metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+		}
+		return metav1.CreateOptions{}
+	})
 	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "DaemonSet", "ConfigMap"} {
 		assert.True(t, kinds[k], "manifests include a %s", k)
 	}

@@ -175,6 +175,17 @@ func (c *Cluster) importImages(ctx context.Context) error {
 	return nil
 }
 
+// TagImage gives an imported image a second name, as pushing the same
+// build under a new tag does.
+func (c *Cluster) TagImage(ctx context.Context, src, dst string) error {
+	out, err := exec.CommandContext(ctx, c.bin("ctr"), "--address", c.criSocket, "-n", "k8s.io",
+		"images", "tag", "--force", src, dst).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("tag %s as %s: %v: %s", src, dst, err, out)
+	}
+	return nil
+}
+
 // ImportImage imports an OCI archive (`make image`) into containerd's k8s.io
 // namespace, unpacked for this machine's platform, as a pull would.
 func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
