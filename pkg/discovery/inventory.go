@@ -3,6 +3,7 @@ package discovery
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Problem records a device or attribute that discovery skipped, and why.
@@ -40,15 +41,7 @@ type Inventory struct {
 }
 
 func newInventory(devs []Device, problems []Problem) *Inventory {
-	slices.SortFunc(devs, func(a, b Device) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(devs, func(a, b Device) int { return strings.Compare(a.Name, b.Name) })
 	inv := &Inventory{devices: devs, byName: make(map[string]int, len(devs)), problems: problems}
 	for i := range devs {
 		inv.byName[devs[i].Name] = i

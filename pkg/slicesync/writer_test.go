@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,15 +65,7 @@ func (h *harness) slices(t *testing.T) []resourceapi.ResourceSlice {
 	t.Helper()
 	list, err := h.client.ResourceV1().ResourceSlices().List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
-	slices.SortFunc(list.Items, func(a, b resourceapi.ResourceSlice) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list.Items, func(a, b resourceapi.ResourceSlice) int { return strings.Compare(a.Name, b.Name) })
 	return list.Items
 }
 
