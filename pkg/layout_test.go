@@ -45,9 +45,10 @@ var allowed = map[string][]string{
 	"pkg/simhost/simhosttest": {"pkg/simhost"},
 	"cmd/sriov-dra": {"api/classic/v1", "pkg/discovery", "pkg/driver", "pkg/host", "pkg/resourceslices",
 		"pkg/selector", "pkg/simhost", "pkg/deviceplugin", "pkg/health"},
-	"e2e/framework":       nil,
+	"e2e/framework":       {"pkg/ociimage"},
 	"e2e/cmd/e2e-cluster": {"e2e/framework"},
 	"e2e/images/pause":    nil,
+	"hack/image":          {"pkg/ociimage"},
 }
 
 type listedPackage struct {
