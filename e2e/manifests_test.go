@@ -15,8 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	authzv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -65,6 +67,13 @@ func applyManifests(ctx context.Context, t *testing.T, file string, prepare func
 			// Foreground: the namespace's pods are gone when the test ends.
 			t.Cleanup(func() {
 				_ = client.Delete(context.Background(), name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
+				// Wait until it is gone: the next test applies the same
+				// objects, and a terminating namespace refuses them.
+				err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+					_, err := client.Get(ctx, name, metav1.GetOptions{})
+					return apierrors.IsNotFound(err), nil
+				})
+				assert.NoError(t, err, "%s %s still there after deletion", gvk.Kind, name)
 			})
 		}
 	}
