@@ -79,7 +79,7 @@ E2E_IMAGE_ARCHIVE := $(OUTPUT)/e2e-image.tar
 e2e: tools build $(BIN)/e2e-cluster
 	@$(MAKE) --no-print-directory image IMAGE_PLATFORMS=$$($(GO) env GOARCH) IMAGE_ARCHIVE=$(E2E_IMAGE_ARCHIVE)
 	@start=$$(date +%s); \
-	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -artifacts $(OUTPUT)/e2e-artifacts -image-archive $(E2E_IMAGE_ARCHIVE) $(E2E_FLAGS)); rc=$$?; \
+	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -logs-dir $(OUTPUT)/e2e-artifacts -image-archive $(E2E_IMAGE_ARCHIVE) $(E2E_FLAGS)); rc=$$?; \
 	TMPDIR=/tmp $(BIN)/e2e-cluster clean -dir "" || rc=1; \
 	echo "make e2e: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
 

@@ -18,8 +18,10 @@ import (
 )
 
 var (
-	binDir       = flag.String("bin-dir", "../_output/bin", "directory with the pinned Kubernetes binaries and sriov-dra")
-	artifactsDir = flag.String("artifacts", "../_output/e2e-artifacts", "where component logs go when a test fails")
+	binDir = flag.String("bin-dir", "../_output/bin", "directory with the pinned Kubernetes binaries and sriov-dra")
+	// Not -artifacts: go test (1.26) takes that as its own boolean flag,
+	// and every flag after it would silently miss the test binary.
+	artifactsDir = flag.String("logs-dir", "../_output/e2e-artifacts", "where component logs go when a test fails")
 	imageArchive = flag.String("image-archive", "../_output/sriov-dra-image.tar", "the node image archive (make image) that the DaemonSet tests install")
 	keepCluster  = flag.Bool("keep-cluster", false, "leave the cluster running after the tests (debugging)")
 )
