@@ -174,7 +174,7 @@ func TestDaemonSetFromImage(t *testing.T) {
 	require.Equal(t, 1.0, m["sriov_dra_prepare_duration_seconds_count"], "the pod's prepare in the histogram")
 
 	// Rolling update: the same build under another tag.
-	next := strings.TrimSuffix(image, ":"+image[strings.LastIndex(image, ":")+1:]) + ":rolled"
+	next := image[:strings.LastIndex(image, ":")] + ":rolled"
 	require.NoError(t, cluster.TagImage(ctx, image, next))
 	old := driverPods(t)
 	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"driver","image":%q}]}}}}`, next)

@@ -59,8 +59,6 @@ type Writer struct {
 	version int64 // of desired
 	synced  int64 // the desired version the API matched at the last sync
 	nodeUID types.UID
-
-	creates, updates, deletes atomic.Int64
 }
 
 const queueKey = "pool"
@@ -116,11 +114,6 @@ func (w *Writer) Synced() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.desired != nil && w.synced == w.version
-}
-
-// Writes reports how many slices the writer created, updated and deleted.
-func (w *Writer) Writes() (creates, updates, deletes int64) {
-	return w.creates.Load(), w.updates.Load(), w.deletes.Load()
 }
 
 // Run writes until ctx ends.
@@ -346,8 +339,7 @@ func (w *Writer) slice(name string, devices []resourceapi.Device) *resourceapi.R
 // reports stale and queues another sync.
 func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err error) {
 	api := w.client.ResourceV1().ResourceSlices()
-	count := func(n *atomic.Int64, verb string) {
-		n.Add(1)
+	count := func(verb string) {
 		if w.opts.OnWrite != nil {
 			w.opts.OnWrite(verb)
 		}
@@ -356,7 +348,7 @@ func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err err
 	if err := w.parallel(ctx, plan.deletes, func(ctx context.Context, s *resourceapi.ResourceSlice) error {
 		err := api.Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
 		if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-			count(&w.deletes, "delete")
+			count("delete")
 			return nil
 		}
 		return fmt.Errorf("delete ResourceSlice %s: %w", s.Name, err)
@@ -366,15 +358,14 @@ func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err err
 	for _, step := range []struct {
 		slices []*resourceapi.ResourceSlice
 		write  func(context.Context, *resourceapi.ResourceSlice) (*resourceapi.ResourceSlice, error)
-		n      *atomic.Int64
 		verb   string
 	}{
 		{plan.updates, func(ctx context.Context, s *resourceapi.ResourceSlice) (*resourceapi.ResourceSlice, error) {
 			return api.Update(ctx, s, metav1.UpdateOptions{})
-		}, &w.updates, "update"},
+		}, "update"},
 		{plan.creates, func(ctx context.Context, s *resourceapi.ResourceSlice) (*resourceapi.ResourceSlice, error) {
 			return api.Create(ctx, s, metav1.CreateOptions{})
-		}, &w.creates, "create"},
+		}, "create"},
 	} {
 		if err := w.parallel(ctx, step.slices, func(ctx context.Context, s *resourceapi.ResourceSlice) error {
 			_, err := step.write(ctx, s)
@@ -385,7 +376,7 @@ func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err err
 				}
 				return fmt.Errorf("%s ResourceSlice %s: %w", step.verb, s.Name, err)
 			}
-			count(step.n, step.verb)
+			count(step.verb)
 			return nil
 		}); err != nil {
 			return false, err
