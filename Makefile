@@ -13,7 +13,7 @@ FUZZTIME ?= 2m
 BENCHTIME ?= 1s
 DEMO_DIR ?= $(OUTPUT)/demo
 
-.PHONY: image all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
+.PHONY: demo-helm helm manifests image all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
 
 all: lint test build
 
@@ -50,6 +50,11 @@ demo-host: build
 demo:
 	./hack/demo.sh
 
+# demo-helm: the same through the install path: the node image, the Helm
+# chart, the DaemonSet on the kubelet, then helm uninstall.
+demo-helm:
+	./hack/demo-helm.sh
+
 # image: the node image as an OCI archive (linux/amd64 and linux/arm64 in one
 # index), from the static binaries; no builder or registry needed.
 # `ctr -n k8s.io images import $(IMAGE_ARCHIVE)` or `docker load -i` it.
@@ -64,6 +69,18 @@ image:
 
 tools:
 	./hack/build-k8s.sh
+
+$(BIN)/helm:
+	./hack/build-k8s.sh helm
+
+# helm: lint the chart, render it with several value sets, and check that
+# the plain manifests are what it renders with its defaults.
+helm: $(BIN)/helm
+	./hack/helm.sh check
+
+# manifests: rewrite deployments/manifests/sriov-dra.yaml from the chart.
+manifests: $(BIN)/helm
+	./hack/helm.sh render
 
 CLUSTER_DIR ?= /tmp/sriov-dra-cluster
 E2E_FLAGS ?=

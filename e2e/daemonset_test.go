@@ -53,9 +53,34 @@ func archiveImageName(t *testing.T, archive string) string {
 	}
 }
 
+// harnessSettings is what an install on the harness needs beyond the
+// shipped defaults: the apiserver on loopback (no kube-proxy here: the
+// in-cluster config dials it through the host network), the simulated host
+// mounted where it is, and the harness's CDI and device-info directories.
+// The later of two flags wins, so the args go after the shipped ones.
+type harnessSettings struct {
+	args   []string
+	env    []corev1.EnvVar
+	volume corev1.Volume
+	mount  corev1.VolumeMount
+}
+
+func onHarnessSettings(h *simHost) harnessSettings {
+	port := strings.TrimPrefix(cluster.APIServerURL(), "https://127.0.0.1:")
+	return harnessSettings{
+		args: []string{"--simulated", "--sysfs-root=" + h.sysfs(), "--rescan-interval=2s"},
+		env: []corev1.EnvVar{
+			{Name: "KUBERNETES_SERVICE_HOST", Value: "127.0.0.1"},
+			{Name: "KUBERNETES_SERVICE_PORT", Value: port},
+		},
+		volume: corev1.Volume{Name: "simhost", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: h.dir}}},
+		mount:  corev1.VolumeMount{Name: "simhost", MountPath: h.dir},
+	}
+}
+
 // onHarness points a DaemonSet of the shipped manifests at the harness: the
-// locally imported image, the apiserver on loopback, and the kubelet's and
-// the simulated host's directories, each mounted where the host has it.
+// locally imported image, the kubelet's directories (mounted where the host
+// has them) and the settings above.
 func onHarness(t *testing.T, obj *unstructured.Unstructured, image string, h *simHost) {
 	t.Helper()
 	var ds appsv1.DaemonSet
@@ -80,31 +105,26 @@ func onHarness(t *testing.T, obj *unstructured.Unstructured, image string, h *si
 			c.VolumeMounts[i].MountPath = p
 		}
 	}
-	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "simhost", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: h.dir}}})
-	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "simhost", MountPath: h.dir})
-	port := strings.TrimPrefix(cluster.APIServerURL(), "https://127.0.0.1:")
-	c.Env = append(c.Env,
-		// No kube-proxy here: the in-cluster config dials the apiserver
-		// on loopback, which the host network reaches.
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: "127.0.0.1"},
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: port},
-		corev1.EnvVar{Name: "SRIOV_DRA_SIMULATED", Value: "true"},
-		corev1.EnvVar{Name: "SRIOV_DRA_SYSFS_ROOT", Value: h.sysfs()},
-		corev1.EnvVar{Name: "SRIOV_DRA_PLUGIN_DIR", Value: filepath.Join(kroot, "plugins", driverName)},
-		corev1.EnvVar{Name: "SRIOV_DRA_REGISTRAR_DIR", Value: hostPaths["registry"]},
-		corev1.EnvVar{Name: "SRIOV_DRA_CDI_ROOT", Value: cluster.CDIDir},
-		corev1.EnvVar{Name: "SRIOV_DRA_DEVICE_INFO_DIR", Value: devInfoDir()},
-		corev1.EnvVar{Name: "SRIOV_DRA_RESCAN_INTERVAL", Value: "2s"},
+	hs := onHarnessSettings(h)
+	spec.Volumes = append(spec.Volumes, hs.volume)
+	c.VolumeMounts = append(c.VolumeMounts, hs.mount)
+	c.Env = append(c.Env, hs.env...)
+	c.Args = append(c.Args, hs.args...)
+	c.Args = append(c.Args,
+		"--plugin-dir="+filepath.Join(hostPaths["plugins"], driverName),
+		"--registrar-dir="+hostPaths["registry"],
+		"--cdi-root="+cluster.CDIDir,
+		"--device-info-dir="+devInfoDir(),
 	)
 	out, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&ds)
 	require.NoError(t, err)
 	obj.Object = out
 }
 
-// driverPods lists the DaemonSet's pods: name → ready.
-func driverPods(t *testing.T) map[string]bool {
+// driverPods lists the driver pods in ns: name → ready.
+func driverPods(t *testing.T, ns string) map[string]bool {
 	t.Helper()
-	pods, err := cluster.Client.CoreV1().Pods("sriov-dra").List(t.Context(), metav1.ListOptions{LabelSelector: "app=sriov-dra"})
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=sriov-dra"})
 	require.NoError(t, err)
 	out := map[string]bool{}
 	for _, p := range pods.Items {
@@ -120,6 +140,35 @@ func driverPods(t *testing.T) map[string]bool {
 		out[p.Name] = ready
 	}
 	return out
+}
+
+// waitDriverReady waits for one Ready driver pod in ns, and shows the pods
+// and their logs when there is none.
+func waitDriverReady(t *testing.T, ns string, timeout time.Duration) {
+	t.Helper()
+	ready := func() bool {
+		for _, ready := range driverPods(t, ns) {
+			return ready
+		}
+		return false
+	}
+	deadline := time.Now().Add(timeout)
+	for !ready() {
+		if time.Now().After(deadline) {
+			describeDriverPods(t, ns)
+			t.Fatalf("no driver pod Ready in %s after %s: %v", ns, timeout, driverPods(t, ns))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// describeDriverPods logs the driver pods' state and the end of their logs.
+func describeDriverPods(t *testing.T, ns string) {
+	t.Helper()
+	for name := range driverPods(t, ns) {
+		logs, _ := framework.ContainerLog(cluster, ns, name, "driver")
+		t.Logf("%s\nlog:\n%s", framework.DescribePod(t.Context(), cluster.Client, ns, name), tail(logs, 3000))
+	}
 }
 
 // failedPrepares counts the kubelet's FailedPrepareDynamicResources events in ns.
@@ -156,12 +205,7 @@ func TestDaemonSetFromImage(t *testing.T) {
 		return metav1.CreateOptions{}
 	})
 	start := time.Now()
-	require.Eventually(t, func() bool {
-		for _, ready := range driverPods(t) {
-			return ready
-		}
-		return false
-	}, 120*time.Second, 200*time.Millisecond, "the driver pod did not become Ready: %v", driverPods(t))
+	waitDriverReady(t, "sriov-dra", 120*time.Second)
 	t.Logf("driver pod Ready %s after the manifests were applied", time.Since(start).Round(time.Millisecond))
 	require.Greater(t, kubeletRegistrations(), registered, "the kubelet registered the pod's plugin")
 	devices := waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
@@ -176,12 +220,12 @@ func TestDaemonSetFromImage(t *testing.T) {
 	// Rolling update: the same build under another tag.
 	next := image[:strings.LastIndex(image, ":")] + ":rolled"
 	require.NoError(t, cluster.TagImage(ctx, image, next))
-	old := driverPods(t)
+	old := driverPods(t, "sriov-dra")
 	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"driver","image":%q}]}}}}`, next)
 	_, err := cluster.Client.AppsV1().DaemonSets("sriov-dra").Patch(ctx, "sriov-dra", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
 	require.NoError(t, err)
 	rolled := func() bool {
-		pods := driverPods(t)
+		pods := driverPods(t, "sriov-dra")
 		for name, ready := range pods {
 			if _, wasOld := old[name]; wasOld || !ready {
 				return false
@@ -198,11 +242,8 @@ func TestDaemonSetFromImage(t *testing.T) {
 		require.NoError(t, cluster.Client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}))
 	}
 	if !rolled() {
-		for name := range driverPods(t) {
-			logs, _ := framework.ContainerLog(cluster, "sriov-dra", name, "driver")
-			t.Logf("%s\nlog:\n%s", framework.DescribePod(ctx, cluster.Client, "sriov-dra", name), tail(logs, 3000))
-		}
-		t.Fatalf("the rollout did not finish: %v", driverPods(t))
+		describeDriverPods(t, "sriov-dra")
+		t.Fatalf("the rollout did not finish: %v", driverPods(t, "sriov-dra"))
 	}
 	failed := failedPrepares(t, ns)
 	t.Logf("rolling update: %d claim pods created and deleted during it, %d failed prepares", pods, failed)

@@ -33,9 +33,7 @@ import (
 // when the test ends; it returns the kinds it saw.
 func applyManifests(ctx context.Context, t *testing.T, file string, prepare func(*unstructured.Unstructured) metav1.CreateOptions) map[string]bool {
 	t.Helper()
-	dyn, err := dynamic.NewForConfig(cluster.RestConfig)
-	require.NoError(t, err)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Client.Discovery()))
+	clientFor := objectClients(t)
 	data, err := os.ReadFile(file)
 	require.NoError(t, err)
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
@@ -52,13 +50,7 @@ func applyManifests(ctx context.Context, t *testing.T, file string, prepare func
 		}
 		gvk := obj.GroupVersionKind()
 		kinds[gvk.Kind] = true
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		require.NoError(t, err, gvk.String())
-		ri := dyn.Resource(m.Resource)
-		var client dynamic.ResourceInterface = ri
-		if ns := obj.GetNamespace(); ns != "" {
-			client = ri.Namespace(ns)
-		}
+		client := clientFor(&obj)
 		opts := prepare(&obj)
 		_, err = client.Create(ctx, &obj, opts)
 		require.NoError(t, err, "%s %s", gvk.Kind, obj.GetName())
@@ -80,6 +72,24 @@ func applyManifests(ctx context.Context, t *testing.T, file string, prepare func
 	return kinds
 }
 
+// objectClients returns a function that finds the dynamic client of an
+// object's kind (and namespace) through the apiserver's discovery.
+func objectClients(t *testing.T) func(*unstructured.Unstructured) dynamic.ResourceInterface {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cluster.RestConfig)
+	require.NoError(t, err)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Client.Discovery()))
+	return func(obj *unstructured.Unstructured) dynamic.ResourceInterface {
+		gvk := obj.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		require.NoError(t, err, gvk.String())
+		if ns := obj.GetNamespace(); ns != "" {
+			return dyn.Resource(m.Resource).Namespace(ns)
+		}
+		return dyn.Resource(m.Resource)
+	}
+}
+
 // TestManifestsApplyAndGrantWhatTheDriverUses applies the deployment
 // manifests to the real apiserver (every object validated, the DaemonSet
 // with a server-side dry run since no image can be pulled here) and checks
@@ -93,7 +103,7 @@ func TestManifestsApplyAndGrantWhatTheDriverUses(t *testing.T) {
 		}
 		return metav1.CreateOptions{}
 	})
-	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "DaemonSet", "ConfigMap"} {
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "DaemonSet", "ConfigMap", "DeviceClass"} {
 		assert.True(t, kinds[k], "manifests include a %s", k)
 	}
 	user := "system:serviceaccount:sriov-dra:sriov-dra"

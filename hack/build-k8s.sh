@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes components, etcd and containerd that the
+# Builds the pinned Kubernetes components, etcd, containerd and helm that the
 # integration/e2e harness runs, into _output/bin. Each binary is rebuilt only
 # when it is missing (Go's build cache makes a forced rebuild cheap anyway).
 set -euo pipefail
@@ -11,6 +11,7 @@ mkdir -p "$bin"
 K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 CONTAINERD_VERSION=v2.4.2
+HELM_VERSION=v4.3.2
 
 log() { printf '[build-k8s] %s\n' "$*" >&2; }
 
@@ -45,6 +46,15 @@ build_containerd() {
 		-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" -o "$bin/" "${want[@]}")
 }
 
+# `make helm` lints and renders the chart with it; the e2e chart test installs
+# with it.
+build_helm() {
+	[ -x "$bin/helm" ] && return 0
+	log "building helm $HELM_VERSION"
+	(cd "$root/hack/tools/helm" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" -o "$bin/helm" helm.sh/helm/v4/cmd/helm)
+}
+
 # The e2e cluster's sandbox image runs this (see e2e/images/pause).
 build_pause() {
 	[ -x "$bin/pause" ] && return 0
@@ -53,6 +63,6 @@ build_pause() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd pause)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd helm pause)
 for t in "${targets[@]}"; do "build_$t"; done
 log "done: $(ls "$bin" | tr '\n' ' ')"

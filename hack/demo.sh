@@ -10,30 +10,17 @@ bin=$root/_output/bin
 cluster_dir=${CLUSTER_DIR:-/tmp/sriov-dra-demo-cluster}
 host_dir=${HOST_DIR:-/dev/shm/sriov-dra-demo-host}
 log=$root/_output/demo-driver.log
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+. "$root/hack/lib.sh"
 
-cleanup() {
-	[ "${KEEP:-0}" = 1 ] && { say "kept running: export KUBECONFIG=$cluster_dir/kubeconfig; stop with: CLUSTER_DIR=$cluster_dir make cluster-down"; return; }
-	say "tearing down"
-	[ -n "${driver_pid:-}" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null || true
-	"$bin/e2e-cluster" down -dir "$cluster_dir" || true
-	rm -rf "$host_dir"
-}
-trap cleanup EXIT
+stop_extra() { [ -n "${driver_pid:-}" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null || true; }
+trap demo_exit EXIT
 
 "$root/hack/install-deps.sh"
 say "building (pinned Kubernetes v1.37.2, etcd, containerd: slow only the first time)"
 make -C "$root" --no-print-directory tools build "$bin/e2e-cluster" >/dev/null
 
 say "starting a single-node cluster"
-"$bin/e2e-cluster" down -dir "$cluster_dir" >/dev/null 2>&1 || true
-nohup "$bin/e2e-cluster" up -dir "$cluster_dir" -bin-dir "$bin" >"$root/_output/demo-cluster.log" 2>&1 &
-for _ in $(seq 1 600); do
-	grep -q "cluster ready" "$root/_output/demo-cluster.log" 2>/dev/null && break
-	kill -0 $! 2>/dev/null || { cat "$root/_output/demo-cluster.log"; exit 1; }
-	sleep 0.2
-done
-grep "cluster ready" "$root/_output/demo-cluster.log"
+start_cluster "$cluster_dir" "$root/_output/demo-cluster.log"
 export KUBECONFIG=$cluster_dir/kubeconfig
 kubectl() { "$bin/kubectl" "$@"; }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -129,11 +130,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := deviceplugin.CheckResources(cfg.LegacyResources, d.pub.config); err != nil {
 		return err
 	}
-	for _, dir := range []string{cfg.PluginDir, cfg.RegistrarDir, cfg.CDIRoot, cfg.DevicePluginDir} {
-		if dir != "" {
-			if err := os.MkdirAll(dir, 0o750); err != nil {
-				return fmt.Errorf("create %s: %w", dir, err)
-			}
+	for _, dir := range cfg.workDirs() {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
 	if cfg.MetricsAddr != "" || cfg.HealthSocket != "" {
@@ -214,6 +213,20 @@ func shimHealth(d *discovery.Device) string {
 		return "Healthy"
 	}
 	return "Unhealthy"
+}
+
+// workDirs are the directories the enabled parts write in. Only those are
+// created: in a DaemonSet the others are not mounted, and the container's
+// root filesystem is read-only.
+func (cfg *Config) workDirs() []string {
+	dirs := []string{cfg.PluginDir, cfg.CDIRoot}
+	if cfg.DRA {
+		dirs = append(dirs, cfg.RegistrarDir)
+	}
+	if len(cfg.LegacyResources) > 0 {
+		dirs = append(dirs, cfg.DevicePluginDir)
+	}
+	return slices.DeleteFunc(dirs, func(d string) bool { return d == "" })
 }
 
 // complete checks the config and fills defaults.
