@@ -41,7 +41,14 @@ func probe(t *testing.T, sock, check string) (int, string) {
 // (`name{labels}` exactly as exposed).
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	return scrapeWith(t, http.DefaultClient, "http://"+addr+"/metrics")
+}
+
+// scrapeWith is scrape through a given client (e.g. one dialing the health
+// socket).
+func scrapeWith(t *testing.T, client *http.Client, url string) map[string]float64 {
+	t.Helper()
+	resp, err := client.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)

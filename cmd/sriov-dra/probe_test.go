@@ -23,7 +23,7 @@ func TestProbe(t *testing.T) {
 	var registered atomic.Bool
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	require.NoError(t, metrics.New().Serve(ctx, "", sock, metrics.Checks{Ready: func() error {
+	require.NoError(t, metrics.New().Serve(ctx, metrics.ServeConfig{Socket: sock}, metrics.Checks{Ready: func() error {
 		if !registered.Load() {
 			return errors.New("not registered with the kubelet yet")
 		}

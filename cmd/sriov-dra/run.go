@@ -48,6 +48,7 @@ func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
 	fs.StringVar((*string)(&cfg.LinkDownEffect), "link-down-effect", "NoSchedule", "effect of the taint on devices whose PF link is down: NoSchedule, NoExecute (evicts their pods) or None (informs only)")
 	fs.BoolVar(&cfg.LegacyCDI, "legacy-cdi", false, "legacy resources answer with CDI device names (the classic --use-cdi) instead of device nodes")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this host:port (e.g. :8080); empty is off")
+	fs.BoolVar(&cfg.Profiling, "profiling", false, "serve Go's /debug/pprof/ on --health-socket (heap and CPU profiles of the running daemon: curl --unix-socket SOCK http://x/debug/pprof/heap)")
 	fs.StringVar(&cfg.HealthSocket, "health-socket", "", "serve /healthz and /readyz on this Unix socket, for `sriov-dra probe` (e.g. /run/sriov-dra/health.sock); empty is off")
 	if err := parseFlags(fs, args); err != nil {
 		return err

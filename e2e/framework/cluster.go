@@ -146,6 +146,9 @@ func (c *Cluster) APIServerURL() string {
 	return "https://127.0.0.1:" + strconv.Itoa(c.ports["apiserver"])
 }
 
+// EtcdURL is etcd's client URL (its /metrics is there too).
+func (c *Cluster) EtcdURL() string { return "http://127.0.0.1:" + strconv.Itoa(c.ports["etcd"]) }
+
 // AuditLog is the apiserver audit log path (when Options.AuditPolicy is set).
 func (c *Cluster) AuditLog() string { return filepath.Join(c.Dir, "audit.log") }
 
@@ -280,12 +283,23 @@ func (c *Cluster) Stop() {
 	if kubelet != nil {
 		kubelet.stop(10 * time.Second)
 	}
-	killPodProcesses(c.Logf)
+	if c.Node {
+		killPodProcesses(c.Logf)
+	}
 	if containerd != nil {
 		containerd.stop(10 * time.Second)
 	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		c.procs[i].stop(10 * time.Second)
+	}
+	if !c.Node {
+		// A control plane alone made no pods, cgroups or network devices;
+		// the machine-wide cleanup would reach another cluster's node.
+		unmountUnder(c.Dir, c.Logf)
+		if err := os.RemoveAll(c.Dir); err != nil {
+			c.Logf("remove %s: %v", c.Dir, err)
+		}
+		return
 	}
 	CleanupDir(c.Dir, c.Logf)
 }

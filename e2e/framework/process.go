@@ -166,3 +166,14 @@ func fileExists(path string) error {
 }
 
 var errNotReady = errors.New("not ready")
+
+// PID is the process ID of the named component (etcd, kube-apiserver, ...),
+// 0 when the cluster did not start it.
+func (c *Cluster) PID(name string) int {
+	for _, p := range c.procs {
+		if p.name == name {
+			return p.cmd.Process.Pid
+		}
+	}
+	return 0
+}

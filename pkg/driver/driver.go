@@ -75,6 +75,8 @@ type Config struct {
 	// HealthSocket serves /healthz and /readyz on a Unix socket (empty: off).
 	MetricsAddr  string
 	HealthSocket string
+	// Profiling serves Go's /debug/pprof/ on HealthSocket.
+	Profiling bool
 }
 
 // DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
@@ -136,7 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if cfg.MetricsAddr != "" || cfg.HealthSocket != "" {
-		if err := d.metrics.Serve(ctx, cfg.MetricsAddr, cfg.HealthSocket, metrics.Checks{Alive: d.alive, Ready: d.ready}); err != nil {
+		if err := d.metrics.Serve(ctx, metrics.ServeConfig{Addr: cfg.MetricsAddr, Socket: cfg.HealthSocket, Profiling: cfg.Profiling}, metrics.Checks{Alive: d.alive, Ready: d.ready}); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -84,11 +85,23 @@ type Checks struct {
 	Ready func() error
 }
 
-// Serve serves /metrics, /healthz and /readyz on addr (host:port; SO_REUSEPORT,
-// so that the two instances of a rolling update on the host network can both
-// listen) and /healthz and /readyz on the Unix socket sock, which belongs to
-// one instance (the DaemonSet's probes ask there). Either may be empty.
-func (m *Metrics) Serve(ctx context.Context, addr, sock string, checks Checks) error {
+// ServeConfig says where the endpoints are served.
+type ServeConfig struct {
+	// Addr (host:port) serves /metrics, /healthz and /readyz, with
+	// SO_REUSEPORT so that the two instances of a rolling update on the host
+	// network can both listen. Empty: off.
+	Addr string
+	// Socket serves the same on a Unix socket (0600) that belongs to one
+	// instance: the DaemonSet's probes ask there. Empty: off.
+	Socket string
+	// Profiling adds Go's /debug/pprof/ endpoints, on the socket only (local
+	// and root-only, never on the network).
+	Profiling bool
+}
+
+// Serve serves the endpoints until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, cfg ServeConfig, checks Checks) error {
+	addr, sock := cfg.Addr, cfg.Socket
 	mux := http.NewServeMux()
 	check := func(fn func() error) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) {
@@ -104,7 +117,7 @@ func (m *Metrics) Serve(ctx context.Context, addr, sock string, checks Checks) e
 	mux.HandleFunc("/healthz", check(checks.Alive))
 	mux.HandleFunc("/readyz", check(checks.Ready))
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
-	var listeners []net.Listener
+	var tcp, unix net.Listener
 	if addr != "" {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
@@ -119,7 +132,7 @@ func (m *Metrics) Serve(ctx context.Context, addr, sock string, checks Checks) e
 		if err != nil {
 			return fmt.Errorf("--metrics-addr %s: %w", addr, err)
 		}
-		listeners = append(listeners, ln)
+		tcp = ln
 	}
 	if sock != "" {
 		if err := os.MkdirAll(filepath.Dir(sock), 0o750); err != nil {
@@ -133,21 +146,42 @@ func (m *Metrics) Serve(ctx context.Context, addr, sock string, checks Checks) e
 		if err := os.Chmod(sock, 0o600); err != nil {
 			return err
 		}
-		listeners = append(listeners, ln)
+		unix = ln
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	for _, ln := range listeners {
+	var servers []*http.Server
+	serve := func(ln net.Listener, h http.Handler) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				klog.FromContext(ctx).Error(err, "Metrics server failed", "addr", ln.Addr())
 			}
 		}()
 	}
+	if tcp != nil {
+		serve(tcp, mux)
+	}
+	if unix != nil {
+		h := http.Handler(mux)
+		if cfg.Profiling {
+			local := http.NewServeMux()
+			local.Handle("/", mux)
+			local.HandleFunc("/debug/pprof/", pprof.Index)
+			local.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			local.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			local.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			local.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			h = local
+		}
+		serve(unix, h)
+	}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(shutdown)
+		for _, srv := range servers {
+			_ = srv.Shutdown(shutdown)
+		}
 	}()
 	return nil
 }

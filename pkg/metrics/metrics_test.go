@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -34,7 +35,7 @@ func TestServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sock := filepath.Join(t.TempDir(), "health.sock")
-	require.NoError(t, m.Serve(ctx, "127.0.0.1:0", sock, metrics.Checks{Ready: func() error { return ready }}))
+	require.NoError(t, m.Serve(ctx, metrics.ServeConfig{Addr: "127.0.0.1:0", Socket: sock}, metrics.Checks{Ready: func() error { return ready }}))
 	unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
@@ -63,6 +64,37 @@ func TestTwoInstancesShareTheAddress(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
-	require.NoError(t, metrics.New().Serve(ctx, addr, "", metrics.Checks{}))
-	require.NoError(t, metrics.New().Serve(ctx, addr, "", metrics.Checks{}), "the second instance binds too")
+	require.NoError(t, metrics.New().Serve(ctx, metrics.ServeConfig{Addr: addr}, metrics.Checks{}))
+	require.NoError(t, metrics.New().Serve(ctx, metrics.ServeConfig{Addr: addr}, metrics.Checks{}), "the second instance binds too")
+}
+
+// TestProfilingOnlyOnTheSocket: --profiling serves pprof on the root-only
+// Unix socket, never on the network address; off, neither has it.
+func TestProfilingOnlyOnTheSocket(t *testing.T) {
+	for _, profiling := range []bool{true, false} {
+		t.Run(fmt.Sprintf("profiling=%t", profiling), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			addr := ln.Addr().String()
+			ln.Close()
+			sock := filepath.Join(t.TempDir(), "health.sock")
+			require.NoError(t, metrics.New().Serve(ctx, metrics.ServeConfig{Addr: addr, Socket: sock, Profiling: profiling}, metrics.Checks{}))
+			unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			}}}
+			code, body := get(t, unix, "http://health/debug/pprof/heap?debug=1")
+			if profiling {
+				assert.Equal(t, http.StatusOK, code)
+				assert.Contains(t, body, "heap profile:")
+			} else {
+				assert.Equal(t, http.StatusNotFound, code)
+			}
+			code, _ = get(t, http.DefaultClient, "http://"+addr+"/debug/pprof/heap?debug=1")
+			assert.Equal(t, http.StatusNotFound, code, "never on the network")
+			code, _ = get(t, unix, "http://health/metrics")
+			assert.Equal(t, http.StatusOK, code, "the socket still serves the rest")
+		})
+	}
 }

@@ -59,6 +59,46 @@ type Writer struct {
 	version int64 // of desired
 	synced  int64 // the desired version the API matched at the last sync
 	nodeUID types.UID
+	// own is what the writer already knows of each slice, by name: the
+	// resourceVersion its last list showed or its own create or update
+	// returned, or ownDelete. Informer events that show only that need no
+	// sync: a sync lists and compares every device of the pool (tens of MB
+	// for 2,048 devices), and only a change by someone else calls for one.
+	own map[string]string
+}
+
+// ownDelete marks a slice the writer deleted itself.
+const ownDelete = "\x00deleted"
+
+// record notes a slice's version the writer knows the content of.
+func (w *Writer) record(name, resourceVersion string) {
+	w.mu.Lock()
+	w.own[name] = resourceVersion
+	w.mu.Unlock()
+}
+
+// echo reports whether an informer event only shows what the writer
+// already knows: its own write, or what its last list saw. An object without
+// a resourceVersion is never taken for one.
+func (w *Writer) echo(obj any, deleted bool) bool {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	s, ok := obj.(*resourceapi.ResourceSlice)
+	if !ok {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rv, known := w.own[s.Name]
+	if deleted {
+		if known && rv == ownDelete {
+			delete(w.own, s.Name)
+			return true
+		}
+		return false
+	}
+	return known && s.ResourceVersion != "" && rv == s.ResourceVersion
 }
 
 const queueKey = "pool"
@@ -76,7 +116,7 @@ func New(client kubernetes.Interface, driverName, nodeName string, opts Options)
 			fields.OneTermEqualSelector("spec.driver", driverName)).String()
 	}))
 	w := &Writer{
-		client: client, driverName: driverName, nodeName: nodeName, opts: opts,
+		client: client, driverName: driverName, nodeName: nodeName, opts: opts, own: map[string]string{},
 		informer: factory.Resource().V1().ResourceSlices().Informer(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 2*time.Second),
@@ -91,10 +131,15 @@ func New(client kubernetes.Interface, driverName, nodeName string, opts Options)
 		}
 		return obj, nil
 	})
+	changed := func(obj any, deleted bool) {
+		if !w.echo(obj, deleted) {
+			w.queue.AddAfter(queueKey, w.opts.ResyncDelay)
+		}
+	}
 	_, _ = w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { w.queue.AddAfter(queueKey, w.opts.ResyncDelay) },
-		UpdateFunc: func(any, any) { w.queue.AddAfter(queueKey, w.opts.ResyncDelay) },
-		DeleteFunc: func(any) { w.queue.AddAfter(queueKey, w.opts.ResyncDelay) },
+		AddFunc:    func(obj any) { changed(obj, false) },
+		UpdateFunc: func(_, obj any) { changed(obj, false) },
+		DeleteFunc: func(obj any) { changed(obj, true) },
 	})
 	return w
 }
@@ -167,6 +212,11 @@ func (w *Writer) sync(ctx context.Context) error {
 	stored, err := w.list(ctx)
 	if err != nil {
 		return err
+	}
+	for i := range stored {
+		if stored[i].ResourceVersion != "" {
+			w.record(stored[i].Name, stored[i].ResourceVersion)
+		}
 	}
 	plan := w.plan(desired, stored)
 	writes := len(plan.deletes) + len(plan.updates) + len(plan.creates)
@@ -256,6 +306,7 @@ func (w *Writer) plan(desired *resourceslice.Pool, stored []resourceapi.Resource
 		generation = max(generation, s.Spec.Pool.Generation)
 	}
 	want := make([]*resourceapi.ResourceSlice, len(desired.Slices))
+	var eq devicesEqual
 	changed, missing := 0, 0
 	current := make([]*resourceapi.ResourceSlice, len(desired.Slices))
 	for i := range desired.Slices {
@@ -264,7 +315,7 @@ func (w *Writer) plan(desired *resourceslice.Pool, stored []resourceapi.Resource
 		if cur, ok := byName[name]; ok && cur.Spec.Pool.Generation == generation {
 			current[i] = cur
 			delete(byName, name)
-			if cur.Spec.Pool.ResourceSliceCount != int64(len(desired.Slices)) || !resourceslice.DevicesDeepEqual(cur.Spec.Devices, want[i].Spec.Devices) {
+			if cur.Spec.Pool.ResourceSliceCount != int64(len(desired.Slices)) || !eq.equal(cur.Spec.Devices, want[i].Spec.Devices) {
 				changed++
 			}
 			continue
@@ -285,7 +336,7 @@ func (w *Writer) plan(desired *resourceslice.Pool, stored []resourceapi.Resource
 		switch {
 		case cur == nil:
 			plan.creates = append(plan.creates, s)
-		case bump || cur.Spec.Pool.ResourceSliceCount != int64(len(desired.Slices)) || !resourceslice.DevicesDeepEqual(cur.Spec.Devices, s.Spec.Devices):
+		case bump || cur.Spec.Pool.ResourceSliceCount != int64(len(desired.Slices)) || !eq.equal(cur.Spec.Devices, s.Spec.Devices):
 			s.ResourceVersion = cur.ResourceVersion
 			keepTaintTimes(s.Spec.Devices, cur.Spec.Devices)
 			plan.updates = append(plan.updates, s)
@@ -347,6 +398,9 @@ func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err err
 	var conflicts atomic.Bool
 	if err := w.parallel(ctx, plan.deletes, func(ctx context.Context, s *resourceapi.ResourceSlice) error {
 		err := api.Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
+		if err == nil {
+			w.record(s.Name, ownDelete)
+		}
 		if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			count("delete")
 			return nil
@@ -368,7 +422,7 @@ func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err err
 		}, "create"},
 	} {
 		if err := w.parallel(ctx, step.slices, func(ctx context.Context, s *resourceapi.ResourceSlice) error {
-			_, err := step.write(ctx, s)
+			stored, err := step.write(ctx, s)
 			if err != nil {
 				if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 					conflicts.Store(true)
@@ -376,6 +430,7 @@ func (w *Writer) apply(ctx context.Context, plan writePlan) (stale bool, err err
 				}
 				return fmt.Errorf("%s ResourceSlice %s: %w", step.verb, s.Name, err)
 			}
+			w.record(stored.Name, stored.ResourceVersion)
 			count(step.verb)
 			return nil
 		}); err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,7 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
@@ -48,6 +52,17 @@ func start(t *testing.T, withNode bool) *harness {
 	if withNode {
 		_, err := client.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, UID: "node-uid"}}, metav1.CreateOptions{})
 		require.NoError(t, err)
+	}
+	// The fake stores no resourceVersions; the apiserver sets a new one on
+	// every write, and the writer tells its own writes by them.
+	var rv atomic.Int64
+	for _, verb := range []string{"create", "update"} {
+		client.PrependReactor(verb, "resourceslices", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			if s, ok := a.(k8stesting.CreateAction).GetObject().(*resourceapi.ResourceSlice); ok {
+				s.ResourceVersion = strconv.FormatInt(rv.Add(1), 10)
+			}
+			return false, nil, nil
+		})
 	}
 	h := &harness{client: client, verbs: map[string]int64{}}
 	h.w = slicesync.New(client, driver, node, slicesync.Options{ResyncDelay: 20 * time.Millisecond, OnWrite: func(verb string) {
@@ -198,4 +213,30 @@ func TestSliceNameStaysValid(t *testing.T) {
 	name := slicesync.SliceName(driver, long, 3)
 	assert.LessOrEqual(t, len(name), 253)
 	assert.Regexp(t, `^00003-sriov\.dra\.dev-[0-9a-f]{24}$`, name)
+}
+
+// TestWriterIgnoresItsOwnEchoes: the informer reports the writer's own
+// writes back; those need no sync (each lists every device of the pool).
+// A change by someone else still does (TestWriterRestoresDeletedSlices).
+func TestWriterIgnoresItsOwnEchoes(t *testing.T) {
+	h := start(t, true)
+	var lists atomic.Int64
+	h.client.PrependReactor("list", "resourceslices", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists.Add(1)
+		return false, nil, nil
+	})
+	settle := func() { time.Sleep(300 * time.Millisecond) } // 15 resync delays
+	h.publish(t, pool(2, 3, 1))
+	settle()
+	before := lists.Load()
+	var last [3]int64
+	h.writes(&last)
+	h.publish(t, pool(2, 4, 1))
+	settle()
+	assert.Equal(t, [3]int64{0, 1, 0}, h.writes(&last))
+	assert.Equal(t, before+1, lists.Load(), "one sync for the new pool, none for the echo of its update")
+	h.publish(t, pool(2, 4))
+	settle()
+	assert.Equal(t, [3]int64{0, 2, 1}, h.writes(&last))
+	assert.Equal(t, before+2, lists.Load(), "one sync for the new pool, none for the echoes of its delete and updates")
 }
