@@ -18,7 +18,7 @@ DEMO_DIR ?= $(OUTPUT)/demo
 all: lint test build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/sriov-dra ./cmd/sriov-dra
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/sriov-dra ./cmd/sriov-dra
 
 test:
 	TMPDIR=$(TEST_TMPDIR) $(GO) test -count=1 $(PKGS)
