@@ -48,7 +48,7 @@ func (h *hostFlags) host() (driver.Host, error) {
 	return simhost.OpenWith(filepath.Dir(filepath.Clean(o.SysfsRoot)), o)
 }
 
-func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
+func runDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("discover")
 	var hf hostFlags
 	hf.register(fs)
@@ -73,7 +73,7 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	var cfg *classic.Config
 	if *configPath != "" {
 		var err error
-		if cfg, err = classic.Load(*configPath, *prefix); err != nil {
+		if cfg, err = loadConfig(*configPath, *prefix, stderr); err != nil {
 			return err
 		}
 	}

@@ -24,7 +24,7 @@ const DefaultDriverName = "sriov.dra.dev"
 
 type command struct {
 	summary string
-	run     func(ctx context.Context, args []string, stdout io.Writer) error
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func commands() map[string]command {
@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := klog.NewKlogr()
 	ctx = klog.NewContext(ctx, logger)
-	if err := cmd.run(ctx, args[1:], stdout); err != nil {
+	if err := cmd.run(ctx, args[1:], stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 2
 		}
@@ -95,7 +95,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nEvery flag can also be set through SRIOV_DRA_<FLAG> (e.g. SRIOV_DRA_SYSFS_ROOT).")
 }
 
-func runVersion(_ context.Context, args []string, stdout io.Writer) error {
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version")
 	if err := parseFlags(fs, args); err != nil {
 		return err

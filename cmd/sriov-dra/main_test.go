@@ -40,7 +40,7 @@ func TestDiscoverJSONExactFormat(t *testing.T) {
 	code, out, errs := runCLI(t, "discover", "--simulated", "--sysfs-root", dir+"/sys", "-o", "json")
 	require.Equal(t, 0, code, errs)
 	want := `{"devices":[` +
-		`{"name":"pci-0000-3b-02-0","health":"Healthy","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":4,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
+		`{"name":"pci-0000-3b-02-0","health":"Healthy","attributes":{"ddpProfile":"ICE OS Default Package","deviceID":"1889","deviceType":"netDevice","driver":"iavf","eswitchMode":"legacy","functionType":"vf","ifName":"ens1f0v0","iommuGroup":4,"linkType":"ether","numaNode":0,"pciAddress":"0000:3b:02.0","pfName":"ens1f0","rdma":false,"resource.kubernetes.io/numaNode":0,"resource.kubernetes.io/pciBusID":"0000:3b:02.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:3b:00.0","vendor":"8086","vfIndex":0}},` +
 		`{"name":"pci-0000-d8-00-0","health":"Healthy","attributes":{"deviceID":"0d90","deviceType":"accelerator","driver":"dfl-pci","functionType":"pf","iommuGroup":3,"pciAddress":"0000:d8:00.0","resource.kubernetes.io/pciBusID":"0000:d8:00.0","resource.kubernetes.io/pcieRoot":"pci0000:00","rootDevice":"0000:d8:00.0","vendor":"8086"}}` +
 		"]}\n"
 	assert.Equal(t, want, out)
@@ -120,7 +120,36 @@ func TestValidateConfig(t *testing.T) {
 
 	code, _, errs = runCLI(t, "validate-config")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errs, "usage: sriov-dra validate-config FILE")
+	assert.Contains(t, errs, "usage: sriov-dra validate-config [--strict=false] FILE")
+}
+
+// TestValidateConfigUnknownFields: a field the classic plugin ignores is an
+// error by default, a warning with --strict=false (as `run` treats it), and
+// `pools` runs with a warning on stderr.
+func TestValidateConfigUnknownFields(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"resourceList":[{"resourceName":"net","comment":"ours","selectors":{"vendors":["8086"],"driverz":["iavf"]}}]}`), 0o644))
+	code, out, errs := runCLI(t, "validate-config", cfg)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errs, `unknown field "resourceList[0].comment"`)
+	assert.Contains(t, errs, `resourceList[0].selectors: unknown field "driverz"`)
+
+	code, out, errs = runCLI(t, "validate-config", "--strict=false", cfg)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, `warning: unknown field "resourceList[0].comment" (ignored)`)
+	assert.Contains(t, out, `warning: resourceList[0].selectors: unknown field "driverz" (ignored)`)
+	assert.Contains(t, out, cfg+": valid, 1 pools (1 netDevice, 0 accelerator, 0 auxNetDevice)")
+
+	dir := t.TempDir()
+	code, _, errs = runCLI(t, "simulate", "--profile", "e810", "--out", dir)
+	require.Equal(t, 0, code, errs)
+	code, out, errs = runCLI(t, "pools", "--simulated", "--config", cfg, "--sysfs-root", dir+"/sys")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, errs, `unknown field "driverz" (ignored, as the classic plugin does)`)
+	// The e810 profile: 12 VFs of vendor 8086, the ignored driver selector
+	// narrowing nothing.
+	assert.Regexp(t, `intel.com/net\s+netDevice\s+12\s`, out)
 }
 
 func TestSimulateErrors(t *testing.T) {

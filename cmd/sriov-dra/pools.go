@@ -15,7 +15,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
 
-func runPools(ctx context.Context, args []string, stdout io.Writer) error {
+func runPools(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pools")
 	var hf hostFlags
 	hf.register(fs)
@@ -31,7 +31,7 @@ func runPools(ctx context.Context, args []string, stdout io.Writer) error {
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("-o %q: want table or json", *output)
 	}
-	cfg, err := classic.Load(*configPath, *prefix)
+	cfg, err := loadConfig(*configPath, *prefix, stderr)
 	if err != nil {
 		return err
 	}
@@ -65,21 +65,31 @@ func runPools(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-func runValidateConfig(_ context.Context, args []string, stdout io.Writer) error {
+func runValidateConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate-config")
 	prefix := fs.String("resource-prefix", classic.DefaultResourcePrefix, "resource prefix for pools that set none")
+	strict := fs.Bool("strict", true, "unknown fields are errors; false prints them as warnings, as `run` logs them and starts")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: sriov-dra validate-config FILE")
+		return errors.New("usage: sriov-dra validate-config [--strict=false] FILE")
 	}
 	path := fs.Arg(0)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	cfg, err := classic.Parse(data, *prefix)
+	var cfg *classic.Config
+	if *strict {
+		cfg, err = classic.Parse(data, *prefix)
+	} else {
+		var warnings []error
+		cfg, warnings, err = classic.ParseLenient(data, *prefix)
+		for _, w := range warnings {
+			fmt.Fprintf(stdout, "warning: %v (ignored)\n", w)
+		}
+	}
 	if err != nil {
 		return exitError{code: 1, msg: fmt.Sprintf("%s is invalid:\n  %s", path, strings.ReplaceAll(err.Error(), "\n", "\n  "))}
 	}

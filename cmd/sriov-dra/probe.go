@@ -14,7 +14,7 @@ import (
 // DaemonSet's exec probes. A Unix socket per pod, not the metrics port,
 // because during a rolling update two pods share the host network and the
 // port, and a probe must reach its own pod.
-func runProbe(ctx context.Context, args []string, stdout io.Writer) error {
+func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("probe")
 	sock := fs.String("health-socket", "/run/sriov-dra/health.sock", "the daemon's --health-socket")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")

@@ -22,7 +22,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/driver"
 )
 
-func runDaemon(ctx context.Context, args []string, _ io.Writer) error {
+func runDaemon(ctx context.Context, args []string, _, _ io.Writer) error {
 	fs := flag.NewFlagSet("sriov-dra run", flag.ContinueOnError)
 	logging := logsapi.NewLoggingConfiguration()
 	logsapi.AddGoFlags(logging, fs)

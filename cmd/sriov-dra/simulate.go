@@ -11,7 +11,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
-func runSimulate(_ context.Context, args []string, stdout io.Writer) error {
+func runSimulate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("simulate")
 	specPath := fs.String("spec", "", "YAML host spec to write")
 	profiles := fs.String("profile", "", "built-in profiles, comma-separated: "+strings.Join(simhost.ProfileNames(), ", "))

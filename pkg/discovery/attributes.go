@@ -30,6 +30,9 @@ const (
 	AttrEswitchMode  = "eswitchMode"
 	AttrPCIBusID     = string(deviceattribute.StandardDeviceAttributePCIBusID)
 	AttrPCIeRoot     = string(deviceattribute.StandardDeviceAttributePCIeRoot)
+	// AttrStdNUMANode is the standard name of numaNode, which CPU, memory
+	// and GPU drivers publish too, so one claim can align across them.
+	AttrStdNUMANode = string(deviceattribute.StandardDeviceAttributeNUMANode)
 )
 
 // Attributes returns the device's attributes in the DRA API's form. Unknown
@@ -68,6 +71,9 @@ func (d *Device) Attributes() map[resourceapi.QualifiedName]resourceapi.DeviceAt
 	str(AttrVDPAType, d.VDPAType)
 	str(AttrAuxType, d.AuxType)
 	num(AttrNUMANode, d.NUMANode)
+	if numa, ok := m[AttrNUMANode]; ok {
+		m[resourceapi.QualifiedName(AttrStdNUMANode)] = numa
+	}
 	num(AttrIOMMUGroup, d.IOMMUGroup)
 	str(AttrEswitchMode, d.EswitchMode)
 	str(AttrPCIBusID, d.PCIBusID)

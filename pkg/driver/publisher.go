@@ -88,7 +88,12 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 	if p.config != nil && bytes.Equal(data, p.configBytes) {
 		return nil
 	}
-	cfg, err := classic.Parse(data, p.resourcePrefix)
+	cfg, warnings, err := classic.ParseLenient(data, p.resourcePrefix)
+	for _, w := range warnings {
+		// The classic plugin ignores a field it does not know; so do we,
+		// but say so: it is often a misspelt one.
+		klog.FromContext(ctx).Info("Warning: classic config field ignored", "path", p.configPath, "field", w.Error())
+	}
 	if err != nil {
 		if p.config != nil {
 			err = fmt.Errorf("config %s is invalid, keeping the last good one: %w", p.configPath, err)

@@ -108,6 +108,18 @@ func TestPublisherRejectsBadConfigAtStart(t *testing.T) {
 	assert.NotContains(t, err.Error(), "last good")
 }
 
+// TestPublisherIgnoresUnknownConfigFields: the daemon starts with a field
+// the classic plugin would ignore (it logs a warning naming it).
+func TestPublisherIgnoresUnknownConfigFields(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.json")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"net","comment":"x","selectors":{"drivers":["iavf"]}}]}`), 0o644))
+	p := &publisher{host: host.UnderRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish, metrics: metrics.New()}
+	require.NoError(t, p.loadConfig(context.Background()))
+	require.NotNil(t, p.config)
+	assert.Equal(t, "intel.com/net", p.config.ResourceList[0].FullName())
+}
+
 // TestPublisherCountsWhatItPublishes: the published-device gauge follows the
 // pool handed to the writer, by type and classic pool; devices whose PF link
 // is down are counted unhealthy.

@@ -32,6 +32,9 @@ type Options struct {
 	ResourceNameOf func(deviceName string) string
 	// Withhold leaves a device out of the slices (served another way).
 	Withhold func(deviceName string) bool
+	// ExcludeTopology leaves out a device's NUMA attributes (the classic
+	// pool's excludeTopology).
+	ExcludeTopology func(deviceName string) bool
 	// LinkDown, when set, is the taint (key and effect) a device gets while
 	// its PF's link is down; its value is the PF's name.
 	LinkDown *resourceapi.DeviceTaint
@@ -72,6 +75,10 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 		}
 		dev, probs := Device(d, o.ResourceNameOf)
 		problems = append(problems, probs...)
+		if o.ExcludeTopology != nil && o.ExcludeTopology(d.Name) {
+			delete(dev.Attributes, discovery.AttrNUMANode)
+			delete(dev.Attributes, resourceapi.QualifiedName(discovery.AttrStdNUMANode))
+		}
 		if d.PFLinkDown && o.LinkDown != nil {
 			dev.Taints = []resourceapi.DeviceTaint{linkDownTaint(d, o.LinkDown)}
 			g.tainted = true
@@ -204,6 +211,10 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) 
 				return pool.Name()
 			}
 			return ""
+		}
+		o.ExcludeTopology = func(name string) bool {
+			pool, ok := pools.PoolFor(name)
+			return ok && pool.Config.ExcludeTopology
 		}
 		if withhold != nil {
 			o.Withhold = func(name string) bool {

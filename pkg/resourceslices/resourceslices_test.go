@@ -11,6 +11,7 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
+	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
@@ -203,4 +204,39 @@ func TestLinkDownTaints(t *testing.T) {
 			assert.Empty(t, d.Taints)
 		}
 	}
+}
+
+// TestNUMAAttributes: a device with a NUMA node publishes it under our name
+// and the standard resource.kubernetes.io/numaNode (for alignment with CPU
+// and GPU drivers); a classic pool with excludeTopology publishes neither.
+func TestNUMAAttributes(t *testing.T) {
+	one := 1
+	inv := inventory(t, simhost.Spec{PFs: []simhost.PF{
+		{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NUMANode: &one, NumVFs: 2},
+		{Address: "0000:5e:00.0", Model: "e810", IfName: "ens2f0", NUMANode: &one, NumVFs: 2},
+	}})
+	cfg, err := classic.Parse([]byte(`{"resourceList":[
+		{"resourceName":"aligned","selectors":{"pfNames":["ens1f0"]}},
+		{"resourceName":"anywhere","excludeTopology":true,"selectors":{"pfNames":["ens2f0"]}}]}`), "")
+	require.NoError(t, err)
+	pool, _, _, err := resourceslices.DesiredPool(inv, cfg, resourceslices.PoolOptions{})
+	require.NoError(t, err)
+	seen := 0
+	for _, s := range pool.Slices {
+		for _, d := range s.Devices {
+			pf := *d.Attributes[discovery.AttrPFName].StringValue
+			numa, ours := d.Attributes[discovery.AttrNUMANode]
+			std, standard := d.Attributes[resourceapi.QualifiedName(discovery.AttrStdNUMANode)]
+			switch pf {
+			case "ens1f0":
+				require.True(t, ours && standard, "%s: both NUMA attributes", d.Name)
+				assert.Equal(t, int64(1), *numa.IntValue, d.Name)
+				assert.Equal(t, int64(1), *std.IntValue, d.Name)
+			case "ens2f0":
+				assert.False(t, ours || standard, "%s: excludeTopology leaves both out", d.Name)
+			}
+			seen++
+		}
+	}
+	assert.Equal(t, 4, seen, "the four VFs")
 }

@@ -103,6 +103,11 @@ func TestSelectors(t *testing.T) {
 	}{
 		{"vendors", `{"vendors":["15b3"]}`, "", []string{"0000:03:00.0", "0000:5d:00.2", "0000:5d:00.3", "0000:65:00.2", "0000:65:00.3", "0000:af:00.2", "0000:af:00.3"}},
 		{"devices", `{"devices":["154c"]}`, "", []string{"0000:5b:02.0", "0000:5b:02.1"}},
+		// Hexadecimal in upper case names the same IDs and addresses.
+		{"vendors upper case", `{"vendors":["15B3"]}`, "", []string{"0000:03:00.0", "0000:5d:00.2", "0000:5d:00.3", "0000:65:00.2", "0000:65:00.3", "0000:af:00.2", "0000:af:00.3"}},
+		{"devices upper case", `{"devices":["154C"]}`, "", []string{"0000:5b:02.0", "0000:5b:02.1"}},
+		{"pciAddresses upper case", `{"pciAddresses":["0000:3B:02.1","0000:AF:00.3"]}`, "", []string{"0000:3b:02.1", "0000:af:00.3"}},
+		{"aux needVhostNet is accepted, as the classic plugin does", `{"auxTypes":["sf"],"needVhostNet":true}`, "auxNetDevice", []string{"mlx5_core.sf.2", "mlx5_core.sf.3", "mlx5_core.sf.4"}},
 		{"drivers", `{"drivers":["vfio-pci"]}`, "", []string{"0000:3b:02.2", "0000:3b:02.3", "0000:5b:02.0", "0000:5c:02.0"}},
 		{"pciAddresses", `{"pciAddresses":["0000:3b:02.1","0000:65:00.3"]}`, "", []string{"0000:3b:02.1", "0000:65:00.3"}},
 		{"pfNames bare", `{"pfNames":["enp2s2f1"]}`, "", []string{"0000:5b:02.0", "0000:5b:02.1"}},

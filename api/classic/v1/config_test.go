@@ -192,3 +192,46 @@ func FuzzDecode(f *testing.F) {
 		assert.JSONEq(t, string(written), string(rewritten), "round trip changed the config")
 	})
 }
+
+// TestDecodeLenient: as the daemon reads a config, a field the classic
+// plugin ignores is a warning naming its path, and the rest is used;
+// duplicates and wrong types stay errors.
+func TestDecodeLenient(t *testing.T) {
+	cfg, warnings, err := classic.ParseLenient([]byte(`{"version":2,"resourceList":[{"resourceName":"a","comment":"x",
+		"selectors":[{"vendors":["8086"]},{"drivers":["iavf"],"driverz":["ice"]}]}]}`), "")
+	require.NoError(t, err)
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.Error())
+	}
+	assert.ElementsMatch(t, []string{`unknown field "version"`, `unknown field "resourceList[0].comment"`,
+		`resourceList[0].selectors[1]: unknown field "driverz"`}, got)
+	require.Len(t, cfg.ResourceList, 1)
+	assert.Equal(t, "intel.com/a", cfg.ResourceList[0].FullName())
+	require.Len(t, cfg.ResourceList[0].Selectors, 2)
+	assert.Equal(t, []string{"iavf"}, cfg.ResourceList[0].Selectors[1].Drivers)
+
+	for _, bad := range []string{
+		`{"resourceList":[{"resourceName":"a","resourceName":"b"}]}`,
+		`{"resourceList":[{"resourceName":"a","selectors":{"isRdma":"yes"}}]}`,
+	} {
+		_, _, err := classic.ParseLenient([]byte(bad), "")
+		assert.Error(t, err, bad)
+	}
+	_, _, err = classic.ParseLenient([]byte(`{"resourceList":[{"resourceName":"a-b","extra":1}]}`), "")
+	assert.ErrorContains(t, err, `resourceName: "a-b" may contain only letters`, "validation still applies")
+}
+
+// TestDefaultLowersHex: hexadecimal selector values are matched as sysfs
+// writes them, in lower case.
+func TestDefaultLowersHex(t *testing.T) {
+	cfg, err := classic.Parse([]byte(`{"resourceList":[{"resourceName":"a","selectors":{"vendors":["15B3"],"devices":["101E"],
+		"pciAddresses":["0000:3B:02.0"],"rootDevices":["0000:AF:00.0#1-2"],"pfNames":["ENS1F0"]}}]}`), "")
+	require.NoError(t, err)
+	s := cfg.ResourceList[0].Selectors[0]
+	assert.Equal(t, []string{"15b3"}, s.Vendors)
+	assert.Equal(t, []string{"101e"}, s.Devices)
+	assert.Equal(t, []string{"0000:3b:02.0"}, s.PCIAddresses)
+	assert.Equal(t, []string{"0000:af:00.0#1-2"}, s.RootDevices)
+	assert.Equal(t, []string{"ENS1F0"}, s.PfNames, "interface names keep their case (matched case-insensitively)")
+}

@@ -16,30 +16,62 @@ import (
 // unknown field is reported, each with its path. It neither defaults nor
 // validates.
 func Decode(data []byte) (*Config, error) {
+	c, _, err := decode(data, false)
+	return c, err
+}
+
+// DecodeLenient reads a config as the classic plugin would run it: a field
+// it does not know is ignored, and returned as a warning naming its path.
+// Duplicate fields, trailing data and wrong types are still errors.
+func DecodeLenient(data []byte) (*Config, []error, error) {
+	return decode(data, true)
+}
+
+func decode(data []byte, lenient bool) (*Config, []error, error) {
 	var raw struct {
 		ResourceList []struct {
 			ResourceConfig
 			Selectors json.RawMessage `json:"selectors,omitempty"`
 		} `json:"resourceList"`
 	}
-	strictErrs, err := sigsjson.UnmarshalStrict(data, &raw, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
+	errs, warnings, err := unmarshal(data, &raw, lenient)
 	if err != nil {
-		return nil, fmt.Errorf("decode config: %s%w", position(data, err), err)
+		return nil, nil, fmt.Errorf("decode config: %s%w", position(data, err), err)
 	}
-	errs := strictErrs
 	c := &Config{ResourceList: make([]ResourceConfig, len(raw.ResourceList))}
 	for i, p := range raw.ResourceList {
 		c.ResourceList[i] = p.ResourceConfig
-		sels, err := decodeSelectors(p.Selectors)
+		sels, selWarnings, err := decodeSelectors(p.Selectors, lenient)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("resourceList[%d].%w", i, err))
+		}
+		for _, w := range selWarnings {
+			warnings = append(warnings, fmt.Errorf("resourceList[%d].%w", i, w))
 		}
 		c.ResourceList[i].Selectors = sels
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("decode config: %w", err)
+		return nil, nil, fmt.Errorf("decode config: %w", err)
 	}
-	return c, nil
+	return c, warnings, nil
+}
+
+// unmarshal decodes case-sensitively (the classic plugin's encoding/json
+// would take "resourcename" for "resourceName"; we name it instead). It
+// returns the field errors (duplicates always, unknown fields unless
+// lenient), the unknown fields when lenient, and a fatal error (syntax,
+// wrong type) on its own.
+func unmarshal(data []byte, v any, lenient bool) (errs, warnings []error, err error) {
+	if !lenient {
+		errs, err = sigsjson.UnmarshalStrict(data, v, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
+		return errs, nil, err
+	}
+	if errs, err = sigsjson.UnmarshalStrict(data, v, sigsjson.DisallowDuplicateFields); err != nil {
+		return nil, nil, err
+	}
+	// The same input again, for the unknown fields alone.
+	warnings, err = sigsjson.UnmarshalStrict(data, v, sigsjson.DisallowUnknownFields)
+	return errs, warnings, err
 }
 
 // position is "line L, column C: " (of the byte where reading stopped) for
@@ -71,49 +103,61 @@ func position(data []byte, err error) string {
 }
 
 // decodeSelectors reads one selector object or an array of them.
-func decodeSelectors(data json.RawMessage) (SelectorList, error) {
+func decodeSelectors(data json.RawMessage, lenient bool) (SelectorList, []error, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || bytes.Equal(data, []byte("null")) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if data[0] != '[' {
-		s, err := decodeSelector(data)
+		s, warnings, err := decodeSelector(data, lenient)
 		if err != nil {
-			return nil, fmt.Errorf("selectors: %w", err)
+			return nil, nil, fmt.Errorf("selectors: %w", err)
 		}
-		return SelectorList{s}, nil
+		for i, w := range warnings {
+			warnings[i] = fmt.Errorf("selectors: %w", w)
+		}
+		return SelectorList{s}, warnings, nil
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(data, &raws); err != nil {
-		return nil, fmt.Errorf("selectors: %w", err)
+		return nil, nil, fmt.Errorf("selectors: %w", err)
 	}
 	out := make(SelectorList, len(raws))
-	var errs []error
+	var errs, warnings []error
 	for k, raw := range raws {
-		s, err := decodeSelector(raw)
+		s, ws, err := decodeSelector(raw, lenient)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("selectors[%d]: %w", k, err))
 		}
+		for _, w := range ws {
+			warnings = append(warnings, fmt.Errorf("selectors[%d]: %w", k, w))
+		}
 		out[k] = s
 	}
-	return out, errors.Join(errs...)
+	return out, warnings, errors.Join(errs...)
 }
 
-func decodeSelector(data []byte) (Selectors, error) {
+func decodeSelector(data []byte, lenient bool) (Selectors, []error, error) {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(data, &keys); err != nil {
-		return Selectors{}, err
+		return Selectors{}, nil, err
 	}
 	var f selectorFields
-	if err := strictUnmarshal(data, &f); err != nil {
-		return Selectors{}, err
+	errs, warnings, err := unmarshal(data, &f, lenient)
+	if err == nil {
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		return Selectors{}, nil, err
 	}
 	s := Selectors(f)
 	for k := range keys {
-		s.present = append(s.present, k)
+		if selectorKeys[k] { // an ignored unknown key is no selector
+			s.present = append(s.present, k)
+		}
 	}
 	sort.Strings(s.present)
-	return s, nil
+	return s, warnings, nil
 }
 
 // Load reads and parses a config file.
@@ -129,28 +173,32 @@ func Load(path, defaultPrefix string) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes, defaults and validates a config.
+// Parse decodes strictly, defaults and validates a config.
 func Parse(data []byte, defaultPrefix string) (*Config, error) {
 	c, err := Decode(data)
 	if err != nil {
 		return nil, err
 	}
-	c.Default(defaultPrefix)
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, c.complete(defaultPrefix)
 }
 
-// strictUnmarshal decodes case-sensitively (the classic plugin's
-// encoding/json would take "resourcename" for "resourceName"; we name it
-// instead) and rejects unknown and duplicate fields.
-func strictUnmarshal(data []byte, v any) error {
-	strictErrs, err := sigsjson.UnmarshalStrict(data, v, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
+// ParseLenient is Parse with unknown fields ignored and returned as
+// warnings, as the daemon reads its config: a field the classic plugin
+// ignores must not stop it.
+func ParseLenient(data []byte, defaultPrefix string) (*Config, []error, error) {
+	c, warnings, err := DecodeLenient(data)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return errors.Join(strictErrs...)
+	if err := c.complete(defaultPrefix); err != nil {
+		return nil, warnings, err
+	}
+	return c, warnings, nil
+}
+
+func (c *Config) complete(defaultPrefix string) error {
+	c.Default(defaultPrefix)
+	return c.Validate()
 }
 
 // MarshalJSON writes a single selector as an object, as most configs do.

@@ -24,8 +24,20 @@ var selectorsByType = map[string]map[string]bool{
 	DeviceTypeAccelerator: set("vendors", "devices", "drivers", "pciAddresses"),
 	DeviceTypeNet: set("vendors", "devices", "drivers", "pciAddresses", "acpiIndexes", "pfNames", "rootDevices",
 		"linkTypes", "isRdma", "ddpProfiles", "needVhostNet", "vdpaType", "pKeys"),
-	DeviceTypeAuxNet: set("vendors", "devices", "drivers", "pfNames", "rootDevices", "linkTypes", "isRdma", "auxTypes"),
+	// needVhostNet too: the classic plugin accepts it for auxiliary devices.
+	DeviceTypeAuxNet: set("vendors", "devices", "drivers", "pfNames", "rootDevices", "linkTypes", "isRdma", "auxTypes", "needVhostNet"),
 }
+
+// selectorKeys are the JSON names of every selector field.
+var selectorKeys = func() map[string]bool {
+	all := map[string]bool{}
+	for _, fields := range selectorsByType {
+		for k := range fields {
+			all[k] = true
+		}
+	}
+	return all
+}()
 
 func set(xs ...string) map[string]bool {
 	m := make(map[string]bool, len(xs))
@@ -36,7 +48,8 @@ func set(xs ...string) map[string]bool {
 }
 
 // Default fills the pool defaults: the resource prefix (the command line's,
-// intel.com unless changed) and the netDevice device type.
+// intel.com unless changed) and the netDevice device type; and it writes
+// hexadecimal selector values in lower case.
 func (c *Config) Default(defaultPrefix string) {
 	if defaultPrefix == "" {
 		defaultPrefix = DefaultResourcePrefix
@@ -48,6 +61,16 @@ func (c *Config) Default(defaultPrefix string) {
 		}
 		if r.DeviceType == "" {
 			r.DeviceType = DeviceTypeNet
+		}
+		// Hex IDs and PCI addresses in lower case, as sysfs writes them: the
+		// classic plugin's users write "15B3" too, and validation accepts it.
+		for j := range r.Selectors {
+			sel := &r.Selectors[j]
+			for _, vals := range [][]string{sel.Vendors, sel.Devices, sel.PCIAddresses, sel.RootDevices} {
+				for k, v := range vals {
+					vals[k] = strings.ToLower(v)
+				}
+			}
 		}
 	}
 }
