@@ -29,6 +29,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
+		"convert":         {"turn a classic config into DeviceClasses and ResourceClaimTemplates, one per pool", runConvert},
 		"discover":        {"list the devices this host offers", runDiscover},
 		"simulate":        {"write a simulated host (sysfs, /dev, /proc) into a directory", runSimulate},
 		"pools":           {"show which devices each classic config pool selects", runPools},

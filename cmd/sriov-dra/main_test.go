@@ -227,3 +227,36 @@ func TestDiscoverShowsHealth(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Regexp(t, `pci-0000-3b-02-0 .* Unhealthy\n`, out)
 }
+
+// TestConvertCLI: one DeviceClass and one ResourceClaimTemplate per pool of
+// the classic README's example, in YAML and as a JSON List.
+func TestConvertCLI(t *testing.T) {
+	const example = "../../api/classic/v1/testdata/classic-readme-example.json"
+	code, out, errs := runCLI(t, "convert", "--config", example, "--mode", "selectors", "-o", "json")
+	require.Equal(t, 0, code, errs)
+	var list struct {
+		Kind  string `json:"kind"`
+		Items []struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &list))
+	assert.Equal(t, "List", list.Kind)
+	require.Len(t, list.Items, 16, "8 pools in the example")
+	assert.Equal(t, "DeviceClass", list.Items[0].Kind)
+	assert.Equal(t, "intel-sriov-netdevice", list.Items[0].Metadata.Name)
+	assert.Equal(t, "ResourceClaimTemplate", list.Items[1].Kind)
+
+	code, out, errs = runCLI(t, "convert", "--config", example)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, 16, strings.Count(out, "\n---\n"), "a YAML document each")
+	assert.Contains(t, out, "# mellanox.com/mlnx_sriov_rdma\napiVersion: resource.k8s.io/v1\nkind: DeviceClass")
+	assert.NotContains(t, out, "creationTimestamp")
+
+	code, _, errs = runCLI(t, "convert", "--config", example, "--mode", "cel")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `mode "cel": want attributes or selectors`)
+}

@@ -28,6 +28,7 @@ const (
 	AttrNUMANode     = "numaNode"
 	AttrIOMMUGroup   = "iommuGroup"
 	AttrEswitchMode  = "eswitchMode"
+	AttrAcpiIndex    = "acpiIndex"
 	AttrPCIBusID     = string(deviceattribute.StandardDeviceAttributePCIBusID)
 	AttrPCIeRoot     = string(deviceattribute.StandardDeviceAttributePCIeRoot)
 	// AttrStdNUMANode is the standard name of numaNode, which CPU, memory
@@ -76,6 +77,7 @@ func (d *Device) Attributes() map[resourceapi.QualifiedName]resourceapi.DeviceAt
 	}
 	num(AttrIOMMUGroup, d.IOMMUGroup)
 	str(AttrEswitchMode, d.EswitchMode)
+	str(AttrAcpiIndex, d.AcpiIndex)
 	str(AttrPCIBusID, d.PCIBusID)
 	str(AttrPCIeRoot, d.PCIeRoot)
 	return m
