@@ -61,9 +61,9 @@ type Writer struct {
 	nodeUID types.UID
 	// own is what the writer already knows of each slice, by name: the
 	// resourceVersion its last list showed or its own create or update
-	// returned, or ownDelete. Informer events that show only that need no
-	// sync: a sync lists and compares every device of the pool (tens of MB
-	// for 2,048 devices), and only a change by someone else calls for one.
+	// returned, or ownDelete. While the informer shows just that, a sync
+	// need not list and compare every device of the pool (tens of MB for
+	// 2,048 devices): only a change by someone else calls for it.
 	own map[string]string
 }
 
@@ -77,28 +77,34 @@ func (w *Writer) record(name, resourceVersion string) {
 	w.mu.Unlock()
 }
 
-// echo reports whether an informer event only shows what the writer
-// already knows: its own write, or what its last list saw. An object without
-// a resourceVersion is never taken for one.
-func (w *Writer) echo(obj any, deleted bool) bool {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	s, ok := obj.(*resourceapi.ResourceSlice)
-	if !ok {
+// knowsAll reports whether the slices the informer shows are all at the
+// versions the writer already knows, and none it wrote has gone: then
+// nothing changed that it did not do itself.
+func (w *Writer) knowsAll() bool {
+	if !w.informer.HasSynced() {
 		return false
+	}
+	cached := map[string]string{}
+	for _, obj := range w.informer.GetStore().List() {
+		s, ok := obj.(*resourceapi.ResourceSlice)
+		if !ok || s.ResourceVersion == "" {
+			return false
+		}
+		cached[s.Name] = s.ResourceVersion
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rv, known := w.own[s.Name]
-	if deleted {
-		if known && rv == ownDelete {
-			delete(w.own, s.Name)
-			return true
+	for name, rv := range cached {
+		if w.own[name] != rv {
+			return false
 		}
-		return false
 	}
-	return known && s.ResourceVersion != "" && rv == s.ResourceVersion
+	for name, rv := range w.own {
+		if _, ok := cached[name]; !ok && rv != ownDelete {
+			return false
+		}
+	}
+	return true
 }
 
 const queueKey = "pool"
@@ -131,15 +137,10 @@ func New(client kubernetes.Interface, driverName, nodeName string, opts Options)
 		}
 		return obj, nil
 	})
-	changed := func(obj any, deleted bool) {
-		if !w.echo(obj, deleted) {
-			w.queue.AddAfter(queueKey, w.opts.ResyncDelay)
-		}
-	}
 	_, _ = w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { changed(obj, false) },
-		UpdateFunc: func(_, obj any) { changed(obj, false) },
-		DeleteFunc: func(obj any) { changed(obj, true) },
+		AddFunc:    func(any) { w.queue.AddAfter(queueKey, w.opts.ResyncDelay) },
+		UpdateFunc: func(any, any) { w.queue.AddAfter(queueKey, w.opts.ResyncDelay) },
+		DeleteFunc: func(any) { w.queue.AddAfter(queueKey, w.opts.ResyncDelay) },
 	})
 	return w
 }
@@ -201,9 +202,14 @@ func (w *Writer) Run(ctx context.Context) {
 // sync makes the API match the desired pool.
 func (w *Writer) sync(ctx context.Context) error {
 	w.mu.Lock()
-	desired, version := w.desired, w.version
+	desired, version, synced := w.desired, w.version, w.synced
 	w.mu.Unlock()
 	if desired == nil {
+		return nil
+	}
+	if version == synced && w.knowsAll() {
+		// Only echoes of the writer's own writes (or of what its last
+		// list saw) since the API last matched: no list needed.
 		return nil
 	}
 	if err := w.ensureOwner(ctx); err != nil {
@@ -213,11 +219,13 @@ func (w *Writer) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	seen := make(map[string]string, len(stored))
 	for i := range stored {
-		if stored[i].ResourceVersion != "" {
-			w.record(stored[i].Name, stored[i].ResourceVersion)
-		}
+		seen[stored[i].Name] = stored[i].ResourceVersion
 	}
+	w.mu.Lock()
+	w.own = seen // what the writer knows now; its writes below add to it
+	w.mu.Unlock()
 	plan := w.plan(desired, stored)
 	writes := len(plan.deletes) + len(plan.updates) + len(plan.creates)
 	if writes > 0 {

@@ -216,7 +216,7 @@ func TestSliceNameStaysValid(t *testing.T) {
 }
 
 // TestWriterIgnoresItsOwnEchoes: the informer reports the writer's own
-// writes back; those need no sync (each lists every device of the pool).
+// writes back; those need no list of every device of the pool.
 // A change by someone else still does (TestWriterRestoresDeletedSlices).
 func TestWriterIgnoresItsOwnEchoes(t *testing.T) {
 	h := start(t, true)
