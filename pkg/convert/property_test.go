@@ -181,7 +181,8 @@ func TestConvertedClassesSelectWhatPoolsSelect(t *testing.T) {
 		}
 		hosts = append(hosts, newHost(t, name, spec))
 	}
-	hosts = append(hosts, newHost(t, "all profiles but large", withoutLarge(t)))
+	hosts = append(hosts, newHost(t, "all profiles but large", withoutLarge(t)),
+		newHost(t, "the classic README example's host", simhost.ClassicExample()))
 	compiler := dracel.GetCompiler(dracel.Features{})
 	rng := rand.New(rand.NewPCG(1, 2))
 	checked, devicesChecked, nonEmpty, invalid := 0, 0, 0, 0
