@@ -47,11 +47,7 @@ helm install sriov-dra "$root/deployments/helm/sriov-dra" --namespace sriov-dra 
 	--set-json "extraVolumes=[{\"name\":\"simhost\",\"hostPath\":{\"path\":\"$host_dir\"}}]" \
 	--set-json "extraVolumeMounts=[{\"name\":\"simhost\",\"mountPath\":\"$host_dir\"}]"
 kubectl -n sriov-dra get pods -o wide
-for _ in $(seq 1 100); do
-	[ "$(kubectl get resourceslices -o name 2>/dev/null | wc -l)" -gt 0 ] && break
-	sleep 0.2
-done
-kubectl get resourceslices -o custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,DEVICES:.spec.devices[*].name
+show_slices
 
 say "a pod with a vfio-pci VF claim on the chart's sriov-dpdk DeviceClass"
 kubectl apply -f "$root/deployments/examples/demo/dpdk-pod.yaml"

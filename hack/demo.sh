@@ -36,11 +36,7 @@ say "starting sriov-dra run (classic config: deployments/examples/classic-config
 	--registrar-dir "$cluster_dir/kubelet/plugins_registry" --device-info-dir "$cluster_dir/devinfo" \
 	--config "$root/deployments/examples/classic-config.json" --rescan-interval 10s >"$log" 2>&1 &
 driver_pid=$!
-for _ in $(seq 1 100); do
-	[ "$(kubectl get resourceslices -o name 2>/dev/null | wc -l)" -gt 0 ] && break
-	sleep 0.2
-done
-kubectl get resourceslices -o custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,DEVICES:.spec.devices[*].name
+show_slices
 
 say "applying the example DeviceClasses and a pod with a vfio-pci VF claim"
 kubectl apply -f "$root/deployments/examples/deviceclasses/" -f "$root/deployments/examples/demo/dpdk-class.yaml"

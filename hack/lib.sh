@@ -26,3 +26,12 @@ demo_exit() {
 	"$bin/e2e-cluster" down -dir "$cluster_dir" || true
 	rm -rf "$host_dir"
 }
+
+# show_slices waits (up to 20 s) for the first ResourceSlice and lists them.
+show_slices() {
+	for _ in $(seq 1 100); do
+		[ "$(kubectl get resourceslices -o name 2>/dev/null | wc -l)" -gt 0 ] && break
+		sleep 0.2
+	done
+	kubectl get resourceslices -o custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,DEVICES:.spec.devices[*].name
+}

@@ -60,10 +60,7 @@ func TestServe(t *testing.T) {
 func TestTwoInstancesShareTheAddress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	require.NoError(t, metrics.New().Serve(ctx, metrics.ServeConfig{Addr: addr}, metrics.Checks{}))
 	require.NoError(t, metrics.New().Serve(ctx, metrics.ServeConfig{Addr: addr}, metrics.Checks{}), "the second instance binds too")
 }
@@ -75,10 +72,7 @@ func TestProfilingOnlyOnTheSocket(t *testing.T) {
 		t.Run(fmt.Sprintf("profiling=%t", profiling), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			addr := ln.Addr().String()
-			ln.Close()
+			addr := freeAddr(t)
 			sock := filepath.Join(t.TempDir(), "health.sock")
 			require.NoError(t, metrics.New().Serve(ctx, metrics.ServeConfig{Addr: addr, Socket: sock, Profiling: profiling}, metrics.Checks{}))
 			unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -97,4 +91,13 @@ func TestProfilingOnlyOnTheSocket(t *testing.T) {
 			assert.Equal(t, http.StatusOK, code, "the socket still serves the rest")
 		})
 	}
+}
+
+// freeAddr is a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
 }
