@@ -21,10 +21,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	metadatav1beta1 "k8s.io/dynamic-resource-allocation/api/metadata/v1beta1"
 	"k8s.io/utils/ptr"
 
 	"github.com/sriov-dra/sriov-dra/e2e/framework"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
 // classWithConfig creates a DeviceClass with a CEL selector and a NetConfig.
@@ -300,4 +302,38 @@ func TestPrepareClassicPoolOptions(t *testing.T) {
 		assert.Contains(t, logs, "node "+n+"\n")
 	}
 	assert.Regexp(t, `node /dev/infiniband/uverbs\d+\n`, logs)
+}
+
+// TestDeviceMetadataInPod: a container reads its device's attributes from
+// the metadata file (KEP-5304) the driver has the helper write: the PCI
+// address, the classic device ID, the netdev and the resource name.
+func TestDeviceMetadataInPod(t *testing.T) {
+	ctx := t.Context()
+	// One PF, one iavf VF: the claim can only get 0000:3b:02.0, ens1f0v0.
+	h := newSimHost(t, simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 1}}})
+	startDriver(t, driverOpts{host: h})
+	ns := framework.Namespace(ctx, t, cluster.Client, "metadata")
+	classWithConfig(ctx, t, "e2e-metadata", `device.driver == "sriov.dra.dev" && device.attributes["sriov.dra.dev"].functionType == "vf"`,
+		`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","resourceName":"intel.com/meta_net"}`)
+	logs := runUntilDone(ctx, t, ns, podWithClaims(ns, "meta", `cat /var/run/kubernetes.io/dra-device-attributes/resourceclaims/meta/dev/*; echo`, "meta"),
+		simpleClaim(ns, "meta", "e2e-metadata", 1))
+	var m metadatav1beta1.DeviceMetadata
+	require.NoError(t, json.NewDecoder(strings.NewReader(logs)).Decode(&m), logs)
+	assert.Equal(t, "metadata.resource.k8s.io/v1beta1", m.APIVersion, "the newest version first in the stream")
+	require.Len(t, m.Requests, 1)
+	require.Len(t, m.Requests[0].Devices, 1)
+	d := m.Requests[0].Devices[0]
+	assert.Equal(t, "pci-0000-3b-02-0", d.Name)
+	for name, want := range map[string]string{
+		"pciAddress":               "0000:3b:02.0",
+		"k8s.cni.cncf.io/deviceID": "0000:3b:02.0",
+		"ifName":                   "ens1f0v0",
+		"resourceName":             "intel.com/meta_net",
+		"driver":                   "iavf",
+	} {
+		a, ok := d.Attributes[resourceapi.QualifiedName(name)]
+		if assert.True(t, ok, "attribute %s in the metadata file", name) && assert.NotNil(t, a.StringValue, name) {
+			assert.Equal(t, want, *a.StringValue, name)
+		}
+	}
 }

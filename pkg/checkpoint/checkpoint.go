@@ -13,6 +13,8 @@ import (
 	"os"
 	"time"
 
+	resourceapi "k8s.io/api/resource/v1"
+
 	"github.com/sriov-dra/sriov-dra/pkg/atomicfile"
 )
 
@@ -41,6 +43,9 @@ type Device struct {
 	// claim's status, kept so that a lost status write can be redone.
 	InterfaceName   string `json:"interfaceName,omitempty"`
 	HardwareAddress string `json:"hardwareAddress,omitempty"`
+	// Metadata is what the device's metadata file holds (KEP-5304), kept so
+	// that a repeated prepare returns the same.
+	Metadata map[string]resourceapi.DeviceAttribute `json:"metadata,omitempty"`
 }
 
 // Claim is one prepared (or half-prepared) claim.

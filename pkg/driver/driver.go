@@ -13,8 +13,10 @@ import (
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	metadatav1beta1 "k8s.io/dynamic-resource-allocation/api/metadata/v1beta1"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
@@ -320,6 +322,9 @@ func helperOptions(cfg Config) []kubeletplugin.Option {
 		kubeletplugin.KubeClient(cfg.KubeClient),
 		kubeletplugin.CDIDirectory(cfg.CDIRoot),
 		kubeletplugin.PluginDataDirectoryPath(cfg.PluginDir),
+		// Each container of a claim reads its devices' attributes from a
+		// file (KEP-5304), as KubeVirt-style consumers expect.
+		kubeletplugin.EnableDeviceMetadata(true, []schema.GroupVersion{metadatav1beta1.SchemeGroupVersion}),
 	}
 	if cfg.RegistrarDir != "" {
 		opts = append(opts, kubeletplugin.RegistrarDirectoryPath(cfg.RegistrarDir))
@@ -334,7 +339,7 @@ func newPreparer(cfg Config, pub *publisher, m *metrics.Metrics) *preparer {
 	return &preparer{
 		metrics:    m,
 		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: cfg.DevInfoDir,
-		host: cfg.Host, devices: pub,
+		host: cfg.Host, pluginDir: cfg.PluginDir, devices: pub,
 		state:   newNodeState(cfg.PluginDir, cfg.Host.BootID()),
 		lookups: newLookups(cfg.KubeClient, cfg.NodeName),
 		status:  newStatusWriter(cfg.KubeClient, cfg.DriverName),

@@ -2,13 +2,17 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
+	metadatav1beta1 "k8s.io/dynamic-resource-allocation/api/metadata/v1beta1"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
@@ -43,12 +47,14 @@ type preparer struct {
 	cdiRoot    string
 	devInfoDir string
 	host       Host
-	devices    inventorySource
-	state      *nodeState
-	lookups    *lookups
-	status     *statusWriter
-	events     *nodeEvents
-	metrics    *metrics.Metrics
+	// pluginDir holds the helper's metadata files (dra-device-metadata/).
+	pluginDir string
+	devices   inventorySource
+	state     *nodeState
+	lookups   *lookups
+	status    *statusWriter
+	events    *nodeEvents
+	metrics   *metrics.Metrics
 	// vanished are the prepared devices last seen gone from the host (only
 	// the rescan loop touches it).
 	vanished map[string]bool
@@ -74,7 +80,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 	for _, c := range claims {
 		entry, ok := cp.Claims[string(c.UID)]
 		if ok && entry.State == checkpoint.StatePrepared {
-			out[c.UID] = resultFor(entry, c)
+			out[c.UID] = resultFor(entry, c, p.storedMetadata)
 			if !hasStatus(c, p.driverName, statusOf(p.driverName, entry).devices) {
 				p.status.set(c.UID, statusOf(p.driverName, entry))
 			}
@@ -125,7 +131,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		}
 		entry.State = checkpoint.StatePrepared
 		cp.Claims[r.ID] = entry
-		out[claim.UID] = resultFor(entry, claim)
+		out[claim.UID] = resultFor(entry, claim, p.storedMetadata)
 	}
 	if err := p.state.save(cp); err != nil {
 		return nil, err
@@ -211,6 +217,7 @@ func (p *preparer) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
 func (p *preparer) writeFiles(r *prepare.Rendered, e *checkpoint.Claim) error {
 	for i := range r.Devices {
 		e.Devices[i].CDIDeviceIDs = []string{r.CDIDeviceID(p.driverName, &r.Devices[i])}
+		e.Devices[i].Metadata = r.Devices[i].Metadata()
 	}
 	if err := nodefiles.WriteSpec(filepath.Join(p.cdiRoot, r.SpecFile), r.Spec); err != nil {
 		return err
@@ -234,8 +241,11 @@ func (p *preparer) writeFiles(r *prepare.Rendered, e *checkpoint.Claim) error {
 
 // resultFor is what the kubelet gets for a prepared claim: one CDI device
 // per allocated device. An entry rebuilt from files lacks request and pool
-// names; the claim's allocation has them.
-func resultFor(e checkpoint.Claim, c *resourceapi.ResourceClaim) kubeletplugin.PrepareResult {
+// names, which the claim's allocation has, and the devices' metadata, which
+// stored reads back from the file the helper wrote for them (the helper
+// rewrites it from what it gets, and a running container reads it).
+func resultFor(e checkpoint.Claim, c *resourceapi.ResourceClaim,
+	stored func(c *resourceapi.ResourceClaim, request, device string) map[string]resourceapi.DeviceAttribute) kubeletplugin.PrepareResult {
 	allocated := map[string]resourceapi.DeviceRequestAllocationResult{}
 	if c.Status.Allocation != nil {
 		for _, r := range c.Status.Allocation.Devices.Results {
@@ -247,9 +257,44 @@ func resultFor(e checkpoint.Claim, c *resourceapi.ResourceClaim) kubeletplugin.P
 		if d.Request == "" {
 			d.Request, d.Pool = allocated[d.Name].Request, allocated[d.Name].Pool
 		}
-		res.Devices = append(res.Devices, kubeletplugin.Device{
-			Requests: []string{d.Request}, PoolName: d.Pool, DeviceName: d.Name, CDIDeviceIDs: d.CDIDeviceIDs,
-		})
+		dev := kubeletplugin.Device{Requests: []string{d.Request}, PoolName: d.Pool, DeviceName: d.Name, CDIDeviceIDs: d.CDIDeviceIDs}
+		if d.Metadata == nil && e.Rebuilt {
+			d.Metadata = stored(c, d.Request, d.Name)
+		}
+		if d.Metadata != nil {
+			dev.Metadata = &kubeletplugin.DeviceMetadata{Attributes: d.Metadata}
+		}
+		res.Devices = append(res.Devices, dev)
 	}
 	return res
+}
+
+// storedMetadata reads a device's attributes back from the metadata file
+// the helper wrote for the claim's request (its layout:
+// <plugin dir>/dra-device-metadata/<namespace>_<name>/<request>/metadata.json,
+// a JSON stream whose first object is the newest version); nil when there
+// is none.
+func (p *preparer) storedMetadata(c *resourceapi.ResourceClaim, request, device string) map[string]resourceapi.DeviceAttribute {
+	base, _, _ := strings.Cut(request, "/")
+	f, err := os.Open(filepath.Join(p.pluginDir, "dra-device-metadata", c.Namespace+"_"+c.Name, base, "metadata.json"))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var m metadatav1beta1.DeviceMetadata
+	if err := json.NewDecoder(f).Decode(&m); err != nil {
+		return nil
+	}
+	for _, r := range m.Requests {
+		for _, d := range r.Devices {
+			if d.Name == device && d.Attributes != nil {
+				out := make(map[string]resourceapi.DeviceAttribute, len(d.Attributes))
+				for k, v := range d.Attributes {
+					out[string(k)] = v
+				}
+				return out
+			}
+		}
+	}
+	return nil
 }

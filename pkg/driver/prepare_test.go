@@ -33,6 +33,21 @@ func TestPrepareRebindAndUnprepare(t *testing.T) {
 	assert.Equal(t, []string{"sriov.dra.dev/net=uid-1-pci-0000-3b-02-1"}, res.Devices[0].CDIDeviceIDs)
 	assert.Equal(t, []string{"vf"}, res.Devices[0].Requests)
 	assert.Equal(t, "vfio-pci", n.driverOf(t, "0000:3b:02.1"), "bound for the claim")
+	// The metadata file's content (KEP-5304): the device as it is now.
+	require.NotNil(t, res.Devices[0].Metadata)
+	meta := res.Devices[0].Metadata.Attributes
+	str := func(k string) string {
+		if v, ok := meta[k]; ok && v.StringValue != nil {
+			return *v.StringValue
+		}
+		return ""
+	}
+	assert.Equal(t, "0000:3b:02.1", str("pciAddress"))
+	assert.Equal(t, "0000:3b:02.1", str("k8s.cni.cncf.io/deviceID"), "the classic device ID")
+	assert.Equal(t, "intel.com/dpdk", str("resourceName"), "the resource name its variables carry")
+	assert.Equal(t, "vfio-pci", str("driver"), "after the rebind")
+	assert.NotContains(t, meta, "ifName", "a vfio-pci VF has no netdev")
+	assert.Equal(t, "ens1f0", str("pfName"))
 
 	specPath := filepath.Join(n.cdiRoot, "sriov.dra.dev-net_uid-1.json")
 	spec, err := cdi.ReadSpec(specPath, 0)

@@ -23,6 +23,33 @@ type RenderedDevice struct {
 	CDIName string
 }
 
+// Metadata is what the device's workload reads from its metadata file
+// (KEP-5304, /var/run/kubernetes.io/dra-device-attributes/...): the device's
+// attributes as they are now (a rebound device's driver; no netdev name once
+// it has none), its classic device ID and the resource name its variables
+// carry.
+func (d *RenderedDevice) Metadata() map[string]resourceapi.DeviceAttribute {
+	attrs := d.Device.Attributes()
+	out := make(map[string]resourceapi.DeviceAttribute, len(attrs)+2)
+	for k, v := range attrs {
+		out[string(k)] = v
+	}
+	id := d.Device.ID()
+	out[MetadataDeviceID] = resourceapi.DeviceAttribute{StringValue: &id}
+	if name := d.Options.ResourceName; name != "" {
+		out[MetadataResourceName] = resourceapi.DeviceAttribute{StringValue: &name}
+	}
+	return out
+}
+
+// The metadata names beside the published attributes: the classic device ID
+// under the name the slices publish it (Multus reads it there), and the
+// resource name in the driver's domain.
+const (
+	MetadataDeviceID     = "k8s.cni.cncf.io/deviceID"
+	MetadataResourceName = "resourceName"
+)
+
 // Rendered is what a prepared claim (or device-plugin allocation) leaves on
 // the node: a CDI spec, device-info files and the claim's device status.
 type Rendered struct {
