@@ -90,10 +90,11 @@ func onHarness(t *testing.T, obj *unstructured.Unstructured, image string, h *si
 	c.Image, c.ImagePullPolicy = image, corev1.PullNever
 	kroot := cluster.KubeletRootDir()
 	hostPaths := map[string]string{
-		"plugins":  filepath.Join(kroot, "plugins"),
-		"registry": filepath.Join(kroot, "plugins_registry"),
-		"cdi":      cluster.CDIDir,
-		"devinfo":  devInfoDir(),
+		"plugins":       filepath.Join(kroot, "plugins"),
+		"registry":      filepath.Join(kroot, "plugins_registry"),
+		"pod-resources": filepath.Join(kroot, "pod-resources"),
+		"cdi":           cluster.CDIDir,
+		"devinfo":       devInfoDir(),
 	}
 	for i, v := range spec.Volumes {
 		if p, ok := hostPaths[v.Name]; ok {
@@ -115,6 +116,7 @@ func onHarness(t *testing.T, obj *unstructured.Unstructured, image string, h *si
 		"--registrar-dir="+hostPaths["registry"],
 		"--cdi-root="+cluster.CDIDir,
 		"--device-info-dir="+devInfoDir(),
+		"--pod-resources-socket="+filepath.Join(hostPaths["pod-resources"], "kubelet.sock"),
 	)
 	out, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&ds)
 	require.NoError(t, err)

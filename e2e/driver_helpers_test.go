@@ -109,6 +109,7 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 		"--device-info-dir", devInfoDir(),
 		"--simulated", "--sysfs-root", o.host.sysfs(), "--cdi-root", cluster.CDIDir,
 		"--plugin-dir", o.pluginDir, "--registrar-dir", o.registrar,
+		"--pod-resources-socket", filepath.Join(cluster.KubeletRootDir(), "pod-resources", "kubelet.sock"),
 		"--rescan-interval", o.rescan.String(), "-v", "2"}
 	if o.noDRA {
 		args = append(args, "--dra=false")

@@ -44,6 +44,7 @@ func runDaemon(ctx context.Context, args []string, _, _ io.Writer) error {
 	burst := fs.Int("kube-api-burst", 100, "burst of queries to the API server above --kube-api-qps")
 	fs.BoolVar(&cfg.DRA, "dra", true, "run the DRA kubelet plugin and publish ResourceSlices; false serves only --legacy-resources, with no API access at all")
 	legacy := fs.String("legacy-resources", "", "classic resources to serve through the kubelet's device-plugin API, comma-separated full names (intel.com/intel_sriov_dpdk), or all; needs --config")
+	fs.StringVar(&cfg.PodResourcesSocket, "pod-resources-socket", driver.DefaultPodResourcesSocket, "the kubelet's PodResources API; devices pods hold through the device-plugin API (a classic pool moved to DRA) stay out of the slices until released; empty: not asked")
 	fs.StringVar(&cfg.DevicePluginDir, "device-plugin-dir", deviceplugin.DefaultDir, "the kubelet's device-plugins directory (kubelet.sock)")
 	fs.StringVar((*string)(&cfg.LinkDownEffect), "link-down-effect", "NoSchedule", "effect of the taint on devices whose PF link is down: NoSchedule, NoExecute (evicts their pods) or None (informs only)")
 	fs.BoolVar(&cfg.LegacyCDI, "legacy-cdi", false, "legacy resources answer with CDI device names (the classic --use-cdi) instead of device nodes")

@@ -60,6 +60,10 @@ type Config struct {
 	ResourcePrefix string
 	// PodUID enables rolling updates when running in a DaemonSet.
 	PodUID string
+	// PodResourcesSocket is the kubelet's PodResources API: devices pods
+	// hold through the device-plugin API (classic pools moved to DRA) stay
+	// out of the slices. Empty: not asked.
+	PodResourcesSocket string
 	// DevInfoDir receives Network Plumbing WG device-info files.
 	DevInfoDir string
 	// LegacyResources are the classic resources served through the
@@ -126,6 +130,11 @@ func Run(ctx context.Context, cfg Config) error {
 		slices: resourceslices.PoolOptions{WithholdPool: d.shim.Serves,
 			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(cfg.DriverName), Effect: cfg.LinkDownEffect}},
 		publish: func(resourceslice.Pool) {}}
+	if cfg.DRA && cfg.PodResourcesSocket != "" {
+		d.pub.legacyInUse = func(ctx context.Context, resources map[string]bool) (map[string]bool, error) {
+			return legacyInUse(ctx, cfg.PodResourcesSocket, resources)
+		}
+	}
 	// Validate the config before serving, so that a broken install fails
 	// at once with the reason instead of serving nothing.
 	if err := d.pub.loadConfig(ctx); err != nil {

@@ -34,6 +34,12 @@ type publisher struct {
 	// slices shapes the pool: classic pools another path serves (the
 	// legacy shim) left out, the taint of a device whose PF link is down.
 	slices resourceslices.PoolOptions
+	// legacyInUse, when set, returns the devices pods hold through the
+	// device-plugin API under the named classic resources: they stay out
+	// of the slices until released.
+	legacyInUse func(ctx context.Context, resources map[string]bool) (map[string]bool, error)
+	// inUseErr is the last error legacyInUse reported, logged once.
+	inUseErr string
 
 	configBytes []byte
 	config      *classic.Config
@@ -125,7 +131,9 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		// Keep what was published: an unreadable host is not an empty one.
 		return false, errors.Join(cfgErr, fmt.Errorf("discover devices (the last published devices stay): %w", err))
 	}
-	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, p.slices)
+	opts := p.slices
+	opts.InUse = p.devicesInUse(ctx)
+	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, opts)
 	if err != nil {
 		return false, err
 	}
@@ -141,6 +149,30 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	p.last = &pool
 	klog.FromContext(ctx).Info("Devices changed; queued for publishing", "devices", inv.Len(), "slices", len(pool.Slices))
 	return true, cfgErr
+}
+
+// devicesInUse asks which devices of the classic pools' resources pods hold
+// through the device-plugin API. Without an answer nothing is held back
+// (the reason is logged once): a kubelet without the PodResources API has
+// no such pods to protect.
+func (p *publisher) devicesInUse(ctx context.Context) map[string]bool {
+	if p.legacyInUse == nil || p.config == nil {
+		return nil
+	}
+	names := make(map[string]bool, len(p.config.ResourceList))
+	for _, r := range p.config.ResourceList {
+		names[r.FullName()] = true
+	}
+	inUse, err := p.legacyInUse(ctx, names)
+	switch {
+	case err != nil && err.Error() != p.inUseErr:
+		klog.FromContext(ctx).Info("Warning: cannot tell which devices pods hold through the device-plugin API; none held back", "err", err)
+		p.inUseErr = err.Error()
+	case err == nil && p.inUseErr != "":
+		klog.FromContext(ctx).Info("PodResources API answers again")
+		p.inUseErr = ""
+	}
+	return inUse
 }
 
 // count records the published devices by type and classic pool, and the

@@ -189,13 +189,17 @@ func ResourceSlices(pool resourceslice.Pool, driverName, nodeName string) []reso
 type PoolOptions struct {
 	// WithholdPool names classic pools whose devices are left out.
 	WithholdPool func(poolName string) bool
+	// InUse names devices (by classic ID) that pods hold through the
+	// device-plugin API: left out until released.
+	InUse map[string]bool
 	// LinkDown is the taint of devices whose PF link is down (see Options).
 	LinkDown *resourceapi.DeviceTaint
 }
 
 // DesiredPool is the pool a node publishes for an inventory: every device,
 // with its classic pool's resource name when a config is given, except the
-// devices of the pools po withholds. It also returns the classic pools (nil
+// devices of the pools po withholds and those pods hold through the
+// device-plugin API. It also returns the classic pools (nil
 // without a config).
 func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) (resourceslice.Pool, *selector.Result, []Problem, error) {
 	var pools *selector.Result
@@ -216,11 +220,12 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) 
 			pool, ok := pools.PoolFor(name)
 			return ok && pool.Config.ExcludeTopology
 		}
-		if withhold != nil {
-			o.Withhold = func(name string) bool {
-				pool, ok := pools.PoolFor(name)
-				return ok && withhold(pool.Name())
+		o.Withhold = func(name string) bool {
+			if pool, ok := pools.PoolFor(name); ok && withhold != nil && withhold(pool.Name()) {
+				return true
 			}
+			d, ok := inv.Get(name)
+			return ok && po.InUse[d.ID()]
 		}
 	}
 	pool, problems := Build(inv, o)

@@ -240,3 +240,27 @@ func TestNUMAAttributes(t *testing.T) {
 	}
 	assert.Equal(t, 4, seen, "the four VFs")
 }
+
+// TestDevicesHeldThroughDevicePluginsAreLeftOut: a device a pod holds
+// through the device-plugin API (its pool moved from the shim to DRA) is not
+// published until released; the rest of its pool is.
+func TestDevicesHeldThroughDevicePluginsAreLeftOut(t *testing.T) {
+	inv := inventory(t, simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 3}}})
+	cfg, err := classic.Parse([]byte(`{"resourceList":[{"resourceName":"net","selectors":{"pfNames":["ens1f0"]}}]}`), "")
+	require.NoError(t, err)
+	names := func(inUse map[string]bool) []string {
+		pool, _, _, err := resourceslices.DesiredPool(inv, cfg, resourceslices.PoolOptions{InUse: inUse})
+		require.NoError(t, err)
+		var out []string
+		for _, s := range pool.Slices {
+			for _, d := range s.Devices {
+				out = append(out, d.Name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	// The PF's VFs 0-2 are 0000:3b:02.0-2 (e810: VF offset 16, stride 1).
+	assert.Equal(t, []string{"pci-0000-3b-02-0", "pci-0000-3b-02-2"}, names(map[string]bool{"0000:3b:02.1": true}))
+	assert.Equal(t, []string{"pci-0000-3b-02-0", "pci-0000-3b-02-1", "pci-0000-3b-02-2"}, names(nil), "released: back")
+}
