@@ -59,6 +59,9 @@ func newHost(t *testing.T, name string, spec simhost.Spec) *host {
 		add("ddpProfiles", d.DDPProfile)
 		add("vdpaType", d.VDPAType)
 		add("auxTypes", d.AuxType)
+		for _, k := range d.PKeys {
+			add("pKeys", k)
+		}
 	}
 	for _, vals := range out.values {
 		sort.Strings(vals)
@@ -81,14 +84,14 @@ func (g gen) some(field string) []string {
 	var out []string
 	for range 1 + g.rng.IntN(3) {
 		if len(vals) == 0 || g.rng.IntN(8) == 0 {
-			out = append(out, map[string]string{"vendors": "abcd", "devices": "0bad", "pciAddresses": "0000:ff:1f.7", "rootDevices": "0000:fe:00.0"}[field])
+			out = append(out, map[string]string{"vendors": "abcd", "devices": "0bad", "pciAddresses": "0000:ff:1f.7", "rootDevices": "0000:fe:00.0", "pKeys": "0x9999"}[field])
 			if out[len(out)-1] == "" {
 				out[len(out)-1] = "absent"
 			}
 			continue
 		}
 		v := g.pick(vals)
-		if g.rng.IntN(4) == 0 && (field == "vendors" || field == "devices" || field == "pciAddresses" || field == "pfNames") {
+		if g.rng.IntN(4) == 0 && (field == "vendors" || field == "devices" || field == "pciAddresses" || field == "pfNames" || field == "pKeys") {
 			v = strings.ToUpper(v) // either case names the same
 		}
 		out = append(out, v)
@@ -127,9 +130,7 @@ func (g gen) selector(deviceType string) map[string]any {
 				s[f] = g.pick(vals)
 			}
 		case "pKeys":
-			if g.rng.IntN(10) == 0 {
-				s[f] = []string{"0x7fff"}
-			}
+			s[f] = g.some(f)
 		case "pfNames", "rootDevices":
 			s[f] = g.ranged(g.some(f))
 		default:

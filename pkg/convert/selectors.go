@@ -99,9 +99,12 @@ func selectorMatch(s *classic.Selectors, a string) (string, error) {
 	oneOf(discovery.AttrLinkType, s.LinkTypes)
 	oneOf(discovery.AttrDDPProfile, s.DDPProfiles)
 	if len(s.PKeys) > 0 {
-		// Partition keys are not published: like the classic selector
-		// here, it matches no device.
-		and = append(and, "false")
+		// Published comma-separated: any of the device's keys.
+		q := make([]string, len(s.PKeys))
+		for i, k := range s.PKeys {
+			q[i] = quote(k)
+		}
+		and = append(and, fmt.Sprintf(`(%s && %s.%s.split(",").exists(k, k in [%s]))`, has(discovery.AttrPKeys), a, discovery.AttrPKeys, strings.Join(q, ", ")))
 	}
 	if s.IsRdma {
 		and = append(and, fmt.Sprintf("(%s && %s.%s)", has(discovery.AttrRDMA), a, discovery.AttrRDMA))

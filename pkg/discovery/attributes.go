@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"strings"
+
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/dynamic-resource-allocation/deviceattribute"
 )
@@ -29,8 +31,11 @@ const (
 	AttrIOMMUGroup   = "iommuGroup"
 	AttrEswitchMode  = "eswitchMode"
 	AttrAcpiIndex    = "acpiIndex"
-	AttrPCIBusID     = string(deviceattribute.StandardDeviceAttributePCIBusID)
-	AttrPCIeRoot     = string(deviceattribute.StandardDeviceAttributePCIeRoot)
+	// AttrPKeys is the partition keys, comma-separated (an attribute holds
+	// one value): CEL tests one with split(",").
+	AttrPKeys    = "pKeys"
+	AttrPCIBusID = string(deviceattribute.StandardDeviceAttributePCIBusID)
+	AttrPCIeRoot = string(deviceattribute.StandardDeviceAttributePCIeRoot)
 	// AttrStdNUMANode is the standard name of numaNode, which CPU, memory
 	// and GPU drivers publish too, so one claim can align across them.
 	AttrStdNUMANode = string(deviceattribute.StandardDeviceAttributeNUMANode)
@@ -78,6 +83,7 @@ func (d *Device) Attributes() map[resourceapi.QualifiedName]resourceapi.DeviceAt
 	num(AttrIOMMUGroup, d.IOMMUGroup)
 	str(AttrEswitchMode, d.EswitchMode)
 	str(AttrAcpiIndex, d.AcpiIndex)
+	str(AttrPKeys, strings.Join(d.PKeys, ","))
 	str(AttrPCIBusID, d.PCIBusID)
 	str(AttrPCIeRoot, d.PCIeRoot)
 	return m

@@ -60,6 +60,9 @@ type Device struct {
 	PFLinkDown bool
 
 	RDMA bool
+	// PKeys are the InfiniBand partition keys of its RDMA devices' ports
+	// ("0x7fff"), sorted.
+	PKeys []string
 	// RDMADevices are the RDMA (infiniband class) device names, e.g. mlx5_0.
 	RDMADevices []string
 	// RDMACharDevices are /dev-relative char device paths of the RDMA devices

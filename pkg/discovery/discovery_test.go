@@ -2,6 +2,9 @@ package discovery_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -183,5 +186,29 @@ func TestPCIeRootsOfSeveralRootComplexes(t *testing.T) {
 		"pci-0000-86-02-0": "pci0000:85", "pci-0000-86-02-1": "pci0000:85",
 	} {
 		assert.Equal(t, want, get(t, inv, name).PCIeRoot, name)
+	}
+}
+
+// TestPartitionKeys: the infiniband profile's VFs carry 0x7fff with 0x8001
+// and 0x8002 in port 1's table (an empty 0x0000 slot after them); the
+// published attribute lists them comma-separated, sorted.
+func TestPartitionKeys(t *testing.T) {
+	h, dir := simhosttest.NewProfileHost(t, "infiniband")
+	// A slot written in upper case reads as the same key.
+	slot := filepath.Join(dir, "sys/devices/pci0000:ae/0000:00:01.0/0000:af:00.3/infiniband/mlx5_2/ports/1/pkeys/1")
+	require.NoError(t, os.WriteFile(slot, []byte("0X8002\n"), 0o644))
+	inv := discover(t, h)
+	for name, want := range map[string][]string{
+		"pci-0000-af-00-2": {"0x7fff", "0x8001"},
+		"pci-0000-af-00-3": {"0x7fff", "0x8002"},
+	} {
+		d, ok := inv.Get(name)
+		require.True(t, ok, name)
+		assert.Equal(t, want, d.PKeys, name)
+		assert.Equal(t, strings.Join(want, ","), *d.Attributes()[discovery.AttrPKeys].StringValue, name)
+	}
+	pf, ok := inv.Get("pci-0000-af-00-0")
+	if ok {
+		assert.Empty(t, pf.PKeys, "no table, no keys")
 	}
 }

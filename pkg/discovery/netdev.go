@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -158,6 +159,7 @@ func (s *scan) fillRDMA(d *Device, devDir string) {
 	}
 	d.RDMA = true
 	d.RDMADevices = ib
+	d.PKeys = s.pkeys(devDir, ib)
 	for _, class := range []string{"infiniband_verbs", "infiniband_mad"} {
 		names, _ := s.h.ListSys(path.Join(devDir, class))
 		for _, n := range names {
@@ -166,4 +168,33 @@ func (s *scan) fillRDMA(d *Device, devDir string) {
 			}
 		}
 	}
+}
+
+// pkeys reads the InfiniBand partition keys of the RDMA devices' ports
+// (<dev>/infiniband/<ib>/ports/<n>/pkeys/<slot>), lower case, without the
+// empty 0x0000 slots, sorted and each once.
+func (s *scan) pkeys(devDir string, ibs []string) []string {
+	seen := map[string]bool{}
+	for _, ib := range ibs {
+		dir := path.Join(devDir, "infiniband", ib, "ports")
+		ports, _ := s.h.ListSys(dir)
+		for _, port := range ports {
+			slots, _ := s.h.ListSys(path.Join(dir, port, "pkeys"))
+			for _, slot := range slots {
+				v, err := s.h.ReadSysString(path.Join(dir, port, "pkeys", slot))
+				if v = strings.ToLower(strings.TrimSpace(v)); err == nil && v != "" && v != "0x0000" {
+					seen[v] = true
+				}
+			}
+		}
+	}
+	if len(seen) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -156,8 +156,10 @@ func compile(s *classic.Selectors) (matcher, error) {
 	oneOf(s.LinkTypes, func(d *discovery.Device) string { return d.LinkType })
 	oneOf(s.DDPProfiles, func(d *discovery.Device) string { return d.DDPProfile })
 	if len(s.PKeys) > 0 {
-		// Partition keys are not discovered yet, so no device can match.
-		m = append(m, func(*discovery.Device) bool { return false })
+		// Any of the device's partition keys (both lower case).
+		m = append(m, func(d *discovery.Device) bool {
+			return slices.ContainsFunc(d.PKeys, func(k string) bool { return slices.Contains(s.PKeys, k) })
+		})
 	}
 	if s.IsRdma {
 		m = append(m, func(d *discovery.Device) bool { return d.RDMA })

@@ -97,7 +97,10 @@ func TestSelectors(t *testing.T) {
 		{"isRdma false does not filter", `{"isRdma":false,"devices":["154c"]}`, "", []string{"0000:5b:02.0", "0000:5b:02.1"}},
 		{"ddpProfiles", `{"ddpProfiles":["ICE OS Default Package"]}`, "", []string{"0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2", "0000:3b:02.3", "0000:5c:02.0"}},
 		{"vdpaType virtio", `{"vdpaType":"virtio"}`, "", []string{"0000:65:00.3"}},
-		{"pKeys match nothing yet", `{"pKeys":["0x7fff"]}`, "", nil},
+		// The infiniband VFs carry partition keys 0x7fff and 0x8001 / 0x8002.
+		{"pKeys shared", `{"pKeys":["0x7FFF"]}`, "", []string{"0000:af:00.2", "0000:af:00.3"}},
+		{"pKeys one", `{"pKeys":["0x8002","0x9999"]}`, "", []string{"0000:af:00.3"}},
+		{"pKeys none", `{"pKeys":["0x9999"]}`, "", nil},
 		{"fields are ANDed", `{"vendors":["8086"],"drivers":["vfio-pci"],"pfNames":["ens9f0"]}`, "", []string{"0000:5c:02.0"}},
 		{"selector array is a union", `[{"devices":["154c"],"drivers":["iavf"]},{"pfNames":["ens9f0"]}]`, "", []string{"0000:5b:02.1", "0000:5c:02.0"}},
 		{"no selectors take every device of the type", `{}`, "accelerator", []string{"0000:d8:00.0"}},

@@ -19,7 +19,8 @@ func ClassicExample() Spec {
 		{Address: "0000:5d:00.0", Vendor: "15b3", Device: "1017", Driver: "mlx5_core", IfName: "ens4f0",
 			TotalVFs: 8, NumVFs: 2, VFOffset: 2, VFDevice: "1018", VFDriver: "mlx5_ib", VFRDMA: true},
 		// InfiniBand VFs (infiniband_rdma_netdevs).
-		{Address: "0000:af:00.0", Model: "cx4-ib", IfName: "ib0", NumVFs: 2},
+		{Address: "0000:af:00.0", Model: "cx4-ib", IfName: "ib0", NumVFs: 2,
+			VFs: []VF{{Index: 0, PKeys: []string{"0x7fff", "0x8001"}}, {Index: 1, PKeys: []string{"0x7fff", "0x8002"}}}},
 		// ConnectX-6 Dx VFs: one vhost vDPA (ct6dx_vdpa_vhost), one virtio vDPA (no pool).
 		{Address: "0000:65:00.0", Model: "cx6dx", IfName: "ens3f0np0", NumVFs: 2,
 			VFs: []VF{{Index: 0, VDPA: "vhost"}, {Index: 1, VDPA: "virtio"}}},

@@ -56,7 +56,8 @@ func profiles() []profile {
 				SFs: []SF{{ID: 2, SFNum: 1, RDMA: true}, {ID: 3, SFNum: 2, RDMA: true}, {ID: 4, SFNum: 6, RDMA: true}}}}
 		}},
 		{name: "infiniband", pfs: func() []PF {
-			return []PF{{Address: "0000:af:00.0", Model: "cx4-ib", IfName: "ib0", NUMANode: intp(1), NumVFs: 2, Root: "pci0000:ae"}}
+			return []PF{{Address: "0000:af:00.0", Model: "cx4-ib", IfName: "ib0", NUMANode: intp(1), NumVFs: 2, Root: "pci0000:ae",
+				VFs: []VF{{Index: 0, PKeys: []string{"0x7fff", "0x8001"}}, {Index: 1, PKeys: []string{"0x7fff", "0x8002"}}}}}
 		}},
 		{name: "vdpa", pfs: func() []PF {
 			return []PF{{Address: "0000:65:00.0", Model: "cx6dx", IfName: "ens3f0np0", NUMANode: intp(0), NumVFs: 2,

@@ -83,6 +83,9 @@ type VF struct {
 	NoIOMMU bool `json:"noIOMMU,omitempty"`
 	// DefaultRoute makes the VF's netdev carry the host's default route.
 	DefaultRoute bool `json:"defaultRoute,omitempty"`
+	// PKeys are the InfiniBand partition keys in port 1's table of the
+	// VF's RDMA device ("0x7fff"); an empty slot follows them.
+	PKeys []string `json:"pKeys,omitempty"`
 }
 
 // SF is a subfunction: an auxiliary device "<driver>.sf.<id>".

@@ -287,7 +287,7 @@ func (w *writer) pf(pf PF) error {
 		}
 	}
 	if pf.RDMA {
-		if err := w.rdma(dir); err != nil {
+		if err := w.rdma(dir, nil); err != nil {
 			return err
 		}
 	}
@@ -412,7 +412,7 @@ func (w *writer) vfFunc(pf PF, pfAddr pciAddr, parent, pfDir, numa string, vf VF
 			}
 		}
 		if pf.VFRDMA {
-			if err := w.rdma(dir); err != nil {
+			if err := w.rdma(dir, vf.PKeys); err != nil {
 				return err
 			}
 		}
@@ -452,11 +452,20 @@ func (w *writer) uio(dir string) error {
 	return w.devNode(n)
 }
 
-func (w *writer) rdma(devDir string) error {
+func (w *writer) rdma(devDir string, pkeys []string) error {
 	ib := "mlx5_" + strconv.Itoa(w.rdmaDev)
 	w.rdmaDev++
 	if err := w.files(filepath.Join(devDir, "infiniband", ib), "node_type", "1: CA"); err != nil {
 		return err
+	}
+	if len(pkeys) > 0 {
+		// The partition key table of port 1: one file per slot, unused
+		// slots 0x0000, as the kernel shows it.
+		for i, k := range append(slices.Clone(pkeys), "0x0000") {
+			if err := w.files(filepath.Join(devDir, "infiniband", ib, "ports", "1", "pkeys"), strconv.Itoa(i), k); err != nil {
+				return err
+			}
+		}
 	}
 	if err := w.link(w.sys("class/infiniband/"+ib), filepath.Join(devDir, "infiniband", ib)); err != nil {
 		return err
@@ -530,7 +539,7 @@ func (w *writer) sf(pfDir string, pf PF, sf SF) error {
 		return err
 	}
 	if sf.RDMA {
-		if err := w.rdma(dir); err != nil {
+		if err := w.rdma(dir, nil); err != nil {
 			return err
 		}
 	}

@@ -62,11 +62,11 @@ func (c *Config) Default(defaultPrefix string) {
 		if r.DeviceType == "" {
 			r.DeviceType = DeviceTypeNet
 		}
-		// Hex IDs and PCI addresses in lower case, as sysfs writes them: the
-		// classic plugin's users write "15B3" too, and validation accepts it.
+		// Hex IDs, PCI addresses and partition keys in lower case, as
+		// sysfs writes them: users write "15B3" too, and validation accepts it.
 		for j := range r.Selectors {
 			sel := &r.Selectors[j]
-			for _, vals := range [][]string{sel.Vendors, sel.Devices, sel.PCIAddresses, sel.RootDevices} {
+			for _, vals := range [][]string{sel.Vendors, sel.Devices, sel.PCIAddresses, sel.RootDevices, sel.PKeys} {
 				for k, v := range vals {
 					vals[k] = strings.ToLower(v)
 				}
