@@ -123,6 +123,19 @@ func TestValidateConfig(t *testing.T) {
 	assert.Contains(t, errs, "usage: sriov-dra validate-config [--strict=false] FILE")
 }
 
+// TestValidateConfigClassicParity: what the classic plugin accepts passes:
+// upper-case hex, needVhostNet in an auxNetDevice pool, excludeTopology and
+// pKeys.
+func TestValidateConfigClassicParity(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"resourceList":[
+		{"resourceName":"mlx","excludeTopology":true,"selectors":{"vendors":["15B3"],"pciAddresses":["0000:AF:00.2"],"pKeys":["0x7FFF"]}},
+		{"resourceName":"sf","deviceType":"auxNetDevice","selectors":{"auxTypes":["sf"],"needVhostNet":true}}]}`), 0o644))
+	code, out, errs := runCLI(t, "validate-config", cfg)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, cfg+": valid, 2 pools (1 netDevice, 0 accelerator, 1 auxNetDevice)\n", out)
+}
+
 // TestValidateConfigUnknownFields: a field the classic plugin ignores is an
 // error by default, a warning with --strict=false (as `run` treats it), and
 // `pools` runs with a warning on stderr.
