@@ -43,9 +43,11 @@ type Device struct {
 	// claim's status, kept so that a lost status write can be redone.
 	InterfaceName   string `json:"interfaceName,omitempty"`
 	HardwareAddress string `json:"hardwareAddress,omitempty"`
-	// Metadata is what the device's metadata file holds (KEP-5304), kept so
-	// that a repeated prepare returns the same.
-	Metadata map[string]resourceapi.DeviceAttribute `json:"metadata,omitempty"`
+	// Metadata is what the device's metadata file holds (KEP-5304), for the
+	// prepare call that made it. Not stored: a node with hundreds of claims
+	// would rewrite it all on every prepare; a repeated prepare reads it
+	// back from the file the kubelet plugin helper wrote.
+	Metadata map[string]resourceapi.DeviceAttribute `json:"-"`
 }
 
 // Claim is one prepared (or half-prepared) claim.

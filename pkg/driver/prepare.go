@@ -241,9 +241,10 @@ func (p *preparer) writeFiles(r *prepare.Rendered, e *checkpoint.Claim) error {
 
 // resultFor is what the kubelet gets for a prepared claim: one CDI device
 // per allocated device. An entry rebuilt from files lacks request and pool
-// names, which the claim's allocation has, and the devices' metadata, which
-// stored reads back from the file the helper wrote for them (the helper
-// rewrites it from what it gets, and a running container reads it).
+// names, which the claim's allocation has. An entry read back from the
+// checkpoint lacks the devices' metadata, which stored reads back from the
+// file the helper wrote for them (the helper rewrites that file from what it
+// gets, and a running container reads it).
 func resultFor(e checkpoint.Claim, c *resourceapi.ResourceClaim,
 	stored func(c *resourceapi.ResourceClaim, request, device string) map[string]resourceapi.DeviceAttribute) kubeletplugin.PrepareResult {
 	allocated := map[string]resourceapi.DeviceRequestAllocationResult{}
@@ -258,7 +259,7 @@ func resultFor(e checkpoint.Claim, c *resourceapi.ResourceClaim,
 			d.Request, d.Pool = allocated[d.Name].Request, allocated[d.Name].Pool
 		}
 		dev := kubeletplugin.Device{Requests: []string{d.Request}, PoolName: d.Pool, DeviceName: d.Name, CDIDeviceIDs: d.CDIDeviceIDs}
-		if d.Metadata == nil && e.Rebuilt {
+		if d.Metadata == nil {
 			d.Metadata = stored(c, d.Request, d.Name)
 		}
 		if d.Metadata != nil {

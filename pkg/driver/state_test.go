@@ -93,7 +93,6 @@ func TestRecoverUnreadableCheckpoint(t *testing.T) {
 	first := n.prepareOne(t, running)
 	require.NoError(t, first.Err)
 	require.NotNil(t, first.Devices[0].Metadata)
-	helperWroteMetadata(t, n.preparer.pluginDir, running, first)
 	before := n.checkpoint(t).Claims["running"]
 	garbage := []byte("\x00\x01 not a checkpoint")
 	require.NoError(t, os.WriteFile(n.state.path, garbage, 0o600))
@@ -223,23 +222,27 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// helperWroteMetadata writes the metadata file the kubelet plugin helper
-// writes for a prepared claim (KEP-5304), where it writes it.
-func helperWroteMetadata(t *testing.T, pluginDir string, c *resourceapi.ResourceClaim, res kubeletplugin.PrepareResult) {
+// helperWroteMetadata writes the metadata files the kubelet plugin helper
+// writes for a prepared claim (KEP-5304), one per request, where it writes
+// them.
+func helperWroteMetadata(t testing.TB, pluginDir string, c *resourceapi.ResourceClaim, res kubeletplugin.PrepareResult) {
 	t.Helper()
-	m := metadatav1beta1.DeviceMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "metadata.resource.k8s.io/v1beta1", Kind: "DeviceMetadata"}}
+	byRequest := map[string][]metadatav1beta1.Device{}
 	for _, d := range res.Devices {
 		attrs := map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{}
 		for k, v := range d.Metadata.Attributes {
 			attrs[resourceapi.QualifiedName(k)] = v
 		}
-		m.Requests = append(m.Requests, metadatav1beta1.DeviceMetadataRequest{Name: d.Requests[0],
-			Devices: []metadatav1beta1.Device{{Driver: "sriov.dra.dev", Pool: d.PoolName, Name: d.DeviceName, Attributes: attrs}}})
+		byRequest[d.Requests[0]] = append(byRequest[d.Requests[0]], metadatav1beta1.Device{Driver: "sriov.dra.dev", Pool: d.PoolName, Name: d.DeviceName, Attributes: attrs})
 	}
-	data, err := json.Marshal(m)
-	require.NoError(t, err)
-	dir := filepath.Join(pluginDir, "dra-device-metadata", c.Namespace+"_"+c.Name, res.Devices[0].Requests[0])
-	require.NoError(t, os.MkdirAll(dir, 0o700))
-	// A stream: the newest version first, then the older ones.
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "metadata.json"), append(data, []byte("\n{\"apiVersion\":\"metadata.resource.k8s.io/v1alpha1\"}\n")...), 0o600))
+	for request, devices := range byRequest {
+		m := metadatav1beta1.DeviceMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "metadata.resource.k8s.io/v1beta1", Kind: "DeviceMetadata"},
+			Requests: []metadatav1beta1.DeviceMetadataRequest{{Name: request, Devices: devices}}}
+		data, err := json.Marshal(m)
+		require.NoError(t, err)
+		dir := filepath.Join(pluginDir, "dra-device-metadata", c.Namespace+"_"+c.Name, request)
+		require.NoError(t, os.MkdirAll(dir, 0o700))
+		// A stream: the newest version first, then the older ones.
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "metadata.json"), append(data, []byte("\n{\"apiVersion\":\"metadata.resource.k8s.io/v1alpha1\"}\n")...), 0o600))
+	}
 }
