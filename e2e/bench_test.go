@@ -5,11 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -70,7 +67,10 @@ func BenchmarkDriverStartupToSlices(b *testing.B) {
 		// Settled: the writes are answered; what the process holds now
 		// and its peak so far.
 		time.Sleep(2 * time.Second)
-		mem := procStatus(b, d.cmd.Process.Pid)
+		mem, err := framework.ProcessMemory(d.cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
 		peaks, anons, files = append(peaks, mem["VmHWM"]), append(anons, mem["RssAnon"]), append(files, mem["RssFile"])
 		w.Stop()
 		d.stop(b)
@@ -88,26 +88,6 @@ func BenchmarkDriverStartupToSlices(b *testing.B) {
 	b.ReportMetric(median(ms), "ms-median-to-all-slices")
 	b.ReportMetric(median(peaks), "MiB-peak-RSS")
 	b.ReportMetric(median(anons), "MiB-anon-RSS")
-}
-
-// procStatus reads the memory lines of /proc/PID/status in MiB.
-func procStatus(b testing.TB, pid int) map[string]float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		f := strings.Fields(v)
-		if !ok || len(f) != 2 || f[1] != "kB" {
-			continue
-		}
-		if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
-			out[k] = kb / 1024
-		}
-	}
-	return out
 }
 
 func median(v []float64) float64 {

@@ -41,8 +41,8 @@ func helmCmd(ctx context.Context, t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// releaseObjects decodes the objects of a rendered manifest.
-func releaseObjects(t *testing.T, manifest string) []*unstructured.Unstructured {
+// decodeObjects decodes the objects of a multi-document YAML manifest.
+func decodeObjects(t *testing.T, manifest string) []*unstructured.Unstructured {
 	t.Helper()
 	var out []*unstructured.Unstructured
 	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
@@ -147,7 +147,7 @@ func TestHelmRelease(t *testing.T) {
 	helmCmd(ctx, t, "uninstall", release, "--namespace", ns, "--cascade", "foreground", "--wait", "--timeout", "2m")
 	uninstalled = true
 	t.Logf("helm uninstall --wait returned after %s", time.Since(start).Round(time.Millisecond))
-	assertGone(ctx, t, releaseObjects(t, manifest))
+	assertGone(ctx, t, decodeObjects(t, manifest))
 	// Its sockets: the registration socket and the DRA socket.
 	for _, pattern := range []string{
 		filepath.Join(cluster.KubeletRootDir(), "plugins_registry", driverName+"*"),
@@ -188,13 +188,8 @@ func assertGone(ctx context.Context, t *testing.T, objs []*unstructured.Unstruct
 // whose attribute name has the string value.
 func devicesWithAttribute(ctx context.Context, t *testing.T, name, value string) int {
 	t.Helper()
-	slices, err := cluster.Client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + cluster.NodeName})
-	require.NoError(t, err)
 	n := 0
-	for _, s := range slices.Items {
-		if s.Spec.Driver != driverName {
-			continue
-		}
+	for _, s := range nodeSlices(ctx, t, cluster.NodeName) {
 		for _, d := range s.Spec.Devices {
 			if a, ok := d.Attributes[resourceapi.QualifiedName(name)]; ok && a.StringValue != nil && *a.StringValue == value {
 				n++

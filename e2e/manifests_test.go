@@ -3,10 +3,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -19,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -36,23 +32,13 @@ func applyManifests(ctx context.Context, t *testing.T, file string, prepare func
 	clientFor := objectClients(t)
 	data, err := os.ReadFile(file)
 	require.NoError(t, err)
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	kinds := map[string]bool{}
-	for {
-		var obj unstructured.Unstructured
-		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			break
-		} else {
-			require.NoError(t, err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
+	for _, obj := range decodeObjects(t, string(data)) {
 		gvk := obj.GroupVersionKind()
 		kinds[gvk.Kind] = true
-		client := clientFor(&obj)
-		opts := prepare(&obj)
-		_, err = client.Create(ctx, &obj, opts)
+		client := clientFor(obj)
+		opts := prepare(obj)
+		_, err = client.Create(ctx, obj, opts)
 		require.NoError(t, err, "%s %s", gvk.Kind, obj.GetName())
 		if opts.DryRun == nil {
 			name := obj.GetName()

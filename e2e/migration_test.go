@@ -89,8 +89,8 @@ func TestMigrationWalk(t *testing.T) {
 	third.Spec.Containers[0].Command[2] += "; echo DONE; exec sleep 3600"
 	_, err = cluster.Client.CoreV1().Pods(ns).Create(ctx, third, metav1.CreateOptions{})
 	require.NoError(t, err)
-	time.Sleep(3 * time.Second)
-	assert.False(t, podRunning(ctx, t, ns, "third"), "no device is free while the first pod holds its own")
+	never(t, func() bool { return podRunning(ctx, t, ns, "third") }, 3*time.Second, 200*time.Millisecond,
+		"the third pod runs while the first pod holds the only other device")
 	require.NoError(t, cluster.Client.CoreV1().Pods(ns).Delete(ctx, "first", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
 	var logs string
 	require.Eventually(t, func() bool {

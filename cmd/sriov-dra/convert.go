@@ -62,18 +62,26 @@ func runConvert(_ context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // clean is an object as plain JSON values, without the empty creation
-// timestamp every typed object carries.
+// timestamp every typed object's metadata carries (a claim template has a
+// second one, in spec.metadata, which is then empty).
 func clean(obj any) map[string]any {
 	b, _ := json.Marshal(obj)
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
-	if meta, ok := m["metadata"].(map[string]any); ok {
+	for parent, container := range map[string]map[string]any{"": m, "spec": asMap(m["spec"])} {
+		meta := asMap(container["metadata"])
+		if meta == nil {
+			continue
+		}
 		delete(meta, "creationTimestamp")
-	}
-	if spec, ok := m["spec"].(map[string]any); ok {
-		if inner, ok := spec["metadata"].(map[string]any); ok && len(inner) <= 1 {
-			delete(spec, "metadata")
+		if parent != "" && len(meta) == 0 {
+			delete(container, "metadata")
 		}
 	}
+	return m
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
 	return m
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -176,4 +177,25 @@ func (c *Cluster) PID(name string) int {
 		}
 	}
 	return 0
+}
+
+// ProcessMemory reads the memory lines of /proc/PID/status (VmRSS, VmHWM,
+// RssAnon, RssFile, ...) in MiB.
+func ProcessMemory(pid int) (map[string]float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		if !ok || len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
+			out[k] = kb / 1024
+		}
+	}
+	return out, nil
 }

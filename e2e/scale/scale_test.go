@@ -65,23 +65,9 @@ func (r *report) add(t *testing.T, format string, args ...any) {
 
 // memory reads a process's resident memory in MiB: now and its peak.
 func memory(t *testing.T, pid int) (rss, hwm float64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := framework.ProcessMemory(pid)
 	require.NoError(t, err)
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		f := strings.Fields(v)
-		if len(f) != 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[0], 64)
-		switch k {
-		case "VmRSS":
-			rss = kb / 1024
-		case "VmHWM":
-			hwm = kb / 1024
-		}
-	}
-	return rss, hwm
+	return m["VmRSS"], m["VmHWM"]
 }
 
 // etcdDBBytes is etcd's backend size in use, from its own metrics.

@@ -207,8 +207,4 @@ func TestPartitionKeys(t *testing.T) {
 		assert.Equal(t, want, d.PKeys, name)
 		assert.Equal(t, strings.Join(want, ","), *d.Attributes()[discovery.AttrPKeys].StringValue, name)
 	}
-	pf, ok := inv.Get("pci-0000-af-00-0")
-	if ok {
-		assert.Empty(t, pf.PKeys, "no table, no keys")
-	}
 }
