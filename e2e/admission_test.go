@@ -82,6 +82,8 @@ func TestNetConfigRefusedAtAdmission(t *testing.T) {
 		`{` + head + `,"additionalInfo":{"*":1}}`,
 		`{` + head + `,"additionalInfo":["a"]}`,
 		`{` + head + `,"additionalInfo":{" ":"x"}}`,
+		`{` + head + `,"network":"net1"}`,
+		`{` + head + `,"network":{"ifName":"net1"}}`,
 	}
 	// The policy takes a moment to be loaded by the apiserver.
 	require.Eventually(t, func() bool {
@@ -105,7 +107,7 @@ func TestNetConfigRefusedAtAdmission(t *testing.T) {
 			}
 		}
 	}
-	good := `{` + head + `,"needVhostNet":true,"rdma":null,"resourceName":"intel.com/sriov_dpdk","driver":"vfio-pci","additionalInfo":{"*":"x"}}`
+	good := `{` + head + `,"needVhostNet":true,"rdma":null,"resourceName":"intel.com/sriov_dpdk","driver":"vfio-pci","additionalInfo":{"*":"x"},"network":{"interfaceName":"net1","vlan":5,"addresses":["10.0.0.1/24"]}}`
 	for _, obj := range []string{claim("good", good), template("good", good), class("e2e-good", good)} {
 		out, err := kubectl(ctx, obj, "apply", "-f", "-")
 		assert.NoError(t, err, out)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -96,22 +97,9 @@ func TestHelmRelease(t *testing.T) {
 		"extraVolumes":      []any{hs.volume},
 		"extraVolumeMounts": []any{hs.mount},
 	}
-	valuesFile := filepath.Join(t.TempDir(), "values.json")
-	b, err := json.Marshal(values)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(valuesFile, b, 0o600))
-
 	registered := kubeletRegistrations()
 	start := time.Now()
-	uninstalled := false
-	helmCmd(ctx, t, "install", release, "../deployments/helm/sriov-dra", "--namespace", ns, "--create-namespace",
-		"--values", valuesFile, "--wait", "--timeout", "2m")
-	t.Cleanup(func() {
-		if !uninstalled {
-			helmCmd(context.Background(), t, "uninstall", release, "--namespace", ns, "--wait", "--timeout", "2m")
-		}
-		_ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-	})
+	uninstalled := installRelease(ctx, t, release, ns, values)
 	t.Logf("helm install --wait returned after %s", time.Since(start).Round(time.Millisecond))
 	pods := driverPods(t, ns)
 	require.Len(t, pods, 1)
@@ -145,7 +133,7 @@ func TestHelmRelease(t *testing.T) {
 	start = time.Now()
 	// Foreground: helm returns once the driver pod is gone too.
 	helmCmd(ctx, t, "uninstall", release, "--namespace", ns, "--cascade", "foreground", "--wait", "--timeout", "2m")
-	uninstalled = true
+	*uninstalled = true
 	t.Logf("helm uninstall --wait returned after %s", time.Since(start).Round(time.Millisecond))
 	assertGone(ctx, t, decodeObjects(t, manifest))
 	// Its sockets: the registration socket and the DRA socket.
@@ -162,6 +150,69 @@ func TestHelmRelease(t *testing.T) {
 	start = time.Now()
 	waitDevices(ctx, t, cluster.NodeName, 90*time.Second, func(got map[string]int) bool { return len(got) == 0 })
 	t.Logf("slices gone %s after helm uninstall", time.Since(start).Round(time.Millisecond))
+}
+
+// installRelease installs the chart with values and waits for it; the
+// test's cleanup uninstalls it unless the test sets *uninstalled.
+func installRelease(ctx context.Context, t *testing.T, release, ns string, values map[string]any) (uninstalled *bool) {
+	t.Helper()
+	valuesFile := filepath.Join(t.TempDir(), "values.json")
+	b, err := json.Marshal(values)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(valuesFile, b, 0o600))
+	helmCmd(ctx, t, "install", release, "../deployments/helm/sriov-dra", "--namespace", ns, "--create-namespace",
+		"--values", valuesFile, "--wait", "--timeout", "2m")
+	uninstalled = new(bool)
+	t.Cleanup(func() {
+		if !*uninstalled {
+			// Foreground: the driver pod is gone when the next test starts.
+			helmCmd(context.Background(), t, "uninstall", release, "--namespace", ns, "--cascade", "foreground", "--wait", "--timeout", "2m")
+		}
+		_ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
+	return uninstalled
+}
+
+// TestHelmReleaseWithNRI installs the chart with nri.enabled: the driver in
+// its pod reaches containerd's NRI socket and the pods' network namespaces
+// through the chart's mounts, and moves a VF's netdev into a pod.
+func TestHelmReleaseWithNRI(t *testing.T) {
+	ctx := t.Context()
+	image := archiveImageName(t, *imageArchive)
+	require.NoError(t, cluster.ImportImage(ctx, *imageArchive))
+	nriNetdevs(t)
+	h := newSimHost(t, nriSpec())
+	classWithConfig(ctx, t, "e2e-helm-nri", fmt.Sprintf(`device.driver == %q && device.attributes[%q].pfName == %q`, driverName, driverName, nriPF), "")
+	hs := onHarnessSettings(h)
+	installRelease(ctx, t, "sriov-dra-nri", "sriov-dra-nri", map[string]any{
+		"image": map[string]any{
+			"repository": image[:strings.LastIndex(image, ":")],
+			"tag":        image[strings.LastIndex(image, ":")+1:],
+			"pullPolicy": "Never",
+		},
+		"classicConfig": map[string]any{"content": nil},
+		"deviceClasses": []any{},
+		"metrics":       map[string]any{"enabled": false},
+		"nri":           map[string]any{"enabled": true, "socketDir": filepath.Dir(cluster.NRISocket()), "netnsDir": cluster.NetNSDir()},
+		"hostPaths": map[string]any{
+			"kubeletDir":    cluster.KubeletRootDir(),
+			"cdiDir":        cluster.CDIDir,
+			"deviceInfoDir": devInfoDir(),
+		},
+		"extraArgs":         hs.args,
+		"extraEnv":          hs.env,
+		"extraVolumes":      []any{hs.volume},
+		"extraVolumeMounts": []any{hs.mount},
+	})
+	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(deviceNames(t, h)))
+	wl := framework.Namespace(ctx, t, cluster.Client, "helm-nri")
+	claim := netClaim(wl, "net", "e2e-helm-nri", 1, `"interfaceName":"net1","addresses":["10.78.0.5/24"]`)
+	logs := runUntilDone(ctx, t, wl, podWithClaims(wl, "net", showLinks, "net"), claim)
+	vf := nriVF(t, claimDevices(ctx, t, wl, "net")[0])
+	assert.Regexp(t, fmt.Sprintf(`\d+: net1[:@].*link/ether %s`, nriVFMAC(vf)), logs)
+	assert.Regexp(t, `net1\s+inet 10\.78\.0\.5/24`, logs)
+	deletePodAndWaitUnprepared(ctx, t, wl, "net", claimUID(ctx, t, wl, "net"))
+	assert.NotNil(t, hostLink(t, fmt.Sprintf("%sv%d", nriPF, vf)), "the netdev is back on the host")
 }
 
 // assertGone checks that each object is not found in the apiserver.

@@ -70,6 +70,15 @@ build_initramfs() {
 		xz -dc "$ko" >"$ird/lib/modules/$name.ko"
 		echo "$name" >>"$ird/modules.order"
 	done
+	# iproute2's ip (busybox's shows no VF settings and knows no netns),
+	# with the libraries it links, as /usr/sbin/ip.
+	command -v /usr/sbin/ip >/dev/null || fail "iproute2 is needed (apt-get install iproute2)"
+	mkdir -p "$ird/usr/sbin"
+	cp /usr/sbin/ip "$ird/usr/sbin/ip"
+	ldd /usr/sbin/ip | grep -o '/[^ ]*' | while read -r lib; do
+		mkdir -p "$ird$(dirname "$lib")"
+		cp -L "$lib" "$ird$lib"
+	done
 	cp "$root/e2e/kernel/init.sh" "$ird/init"
 	chmod +x "$ird/init"
 	printf '%s\n' "$@" >"$ird/test-args"

@@ -39,6 +39,7 @@ check)
 		"--set-file classicConfig.json=$root/deployments/examples/classic-config.json"
 		"--set classicConfig.existingConfigMap=sriovdp-config --set-json legacyResources=[\"intel.com/intel_sriov_netdevice\"]"
 		"--set classicConfig.content=null --set metrics.enabled=false --set ownNodePolicy.enabled=false --set-json deviceClasses=[]"
+		"--set nri.enabled=true --set nri.socketDir=/run/containerd/nri"
 		"--set driverName=sriov.example.com --set logging.format=json --set logging.verbosity=4 --set-json tolerations=[{\"operator\":\"Exists\"}]"
 	)
 	for s in "${sets[@]}"; do

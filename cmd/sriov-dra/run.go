@@ -51,6 +51,8 @@ func runDaemon(ctx context.Context, args []string, _, _ io.Writer) error {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this host:port (e.g. :8080); empty is off")
 	fs.BoolVar(&cfg.Profiling, "profiling", false, "serve Go's /debug/pprof/ on --health-socket (heap and CPU profiles of the running daemon: curl --unix-socket SOCK http://x/debug/pprof/heap)")
 	fs.StringVar(&cfg.HealthSocket, "health-socket", "", "serve /healthz and /readyz on this Unix socket, for `sriov-dra probe` (e.g. /run/sriov-dra/health.sock); empty is off")
+	nri := fs.Bool("nri", false, "move the netdevs of devices whose NetConfig has a network section into their pods through the container runtime's NRI (containerd with NRI enabled), and set them up there: no Multus needed")
+	nriSocket := fs.String("nri-socket", "/var/run/nri/nri.sock", "the container runtime's NRI socket (with --nri)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +67,12 @@ func runDaemon(ctx context.Context, args []string, _, _ io.Writer) error {
 	}
 	if cfg.PluginDir == "" {
 		cfg.PluginDir = filepath.Join("/var/lib/kubelet/plugins", cfg.DriverName)
+	}
+	if *nri {
+		if !cfg.DRA {
+			return errors.New("--nri needs the DRA plugin (--dra): the netdevs moved into pods are those of claims")
+		}
+		cfg.NRISocket = *nriSocket
 	}
 	if *legacy != "" {
 		cfg.LegacyResources = strings.Split(*legacy, ",")

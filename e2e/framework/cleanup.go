@@ -162,7 +162,8 @@ func CleanupDir(dir string, logf func(string, ...any)) {
 	killShims(dir, logf)
 	unmountUnder(dir, logf)
 	removePodCgroups(logf)
-	for _, dev := range []string{vethName, cniBridge} {
+	// Tests' own netdevs a killed test left, too.
+	for _, dev := range append([]string{vethName, cniBridge}, testNetdevs()...) {
 		if _, err := os.Stat("/sys/class/net/" + dev); err == nil {
 			if out, err := exec.Command("ip", "link", "del", dev).CombinedOutput(); err != nil {
 				logf("remove %s: %v: %s", dev, err, out)
@@ -180,6 +181,15 @@ func CleanupDir(dir string, logf func(string, ...any)) {
 	}
 }
 
+// testNetdevs are the netdevs tests made on the host (NetdevPrefix*).
+func testNetdevs() []string {
+	own, _ := filepath.Glob("/sys/class/net/" + NetdevPrefix + "*")
+	for i := range own {
+		own[i] = filepath.Base(own[i])
+	}
+	return own
+}
+
 // Leftovers describes anything a cluster in dir left on the machine:
 // processes, mounts, pod cgroups, network devices. Empty means clean.
 func Leftovers(dir string) []string {
@@ -194,7 +204,7 @@ func Leftovers(dir string) []string {
 	for _, d := range podCgroupDirs() {
 		out = append(out, "cgroup "+d)
 	}
-	for _, dev := range []string{cniBridge, vethName, vethPeer} {
+	for _, dev := range append([]string{cniBridge, vethName, vethPeer}, testNetdevs()...) {
 		if _, err := os.Stat("/sys/class/net/" + dev); err == nil {
 			out = append(out, "network device "+dev)
 		}

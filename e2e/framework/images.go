@@ -16,7 +16,7 @@ const (
 )
 
 // busyboxApplets are linked into the busybox image's /bin.
-var busyboxApplets = []string{"sh", "ls", "cat", "env", "echo", "sleep", "test", "grep", "stat", "true", "mount", "sort", "tr", "wc", "head"}
+var busyboxApplets = []string{"sh", "ls", "cat", "env", "echo", "sleep", "test", "grep", "stat", "true", "mount", "sort", "tr", "wc", "head", "ip"}
 
 // buildImages writes the pause and busybox archives into dir, for this
 // machine's platform. pauseBin is a static pause binary; busybox comes from

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,13 +17,16 @@ import (
 const (
 	// nodeIP sits on a veth pair the cluster creates and removes; it is in
 	// TEST-NET-1 (RFC 5737), so nothing outside this machine answers to it.
-	nodeIP      = "192.0.2.10"
-	vethName    = "sdrae2e0"
-	vethPeer    = "sdrae2e1"
-	cniBridge   = "sdrae2ebr0"
-	cniNetwork  = "sriov-dra-e2e"
-	podSubnet   = "10.213.0.0/24"
-	criSockName = "containerd.sock"
+	nodeIP   = "192.0.2.10"
+	vethName = "sdrae2e0"
+	// NetdevPrefix starts the names of netdevs tests make on the host;
+	// CleanupDir removes those a killed test left.
+	NetdevPrefix = "sdte"
+	vethPeer     = "sdrae2e1"
+	cniBridge    = "sdrae2ebr0"
+	cniNetwork   = "sriov-dra-e2e"
+	podSubnet    = "10.213.0.0/24"
+	criSockName  = "containerd.sock"
 )
 
 func ipCmd(args ...string) error {
@@ -67,8 +71,50 @@ func (c *Cluster) startNode(ctx context.Context) error {
 
 func (c *Cluster) containerdDir() string { return filepath.Join(c.Dir, "containerd") }
 
+// NRISocket is containerd's NRI socket (NRI is on; no plugin runs unless a
+// test starts one).
+func (c *Cluster) NRISocket() string { return filepath.Join(c.containerdDir(), "nri.sock") }
+
+// NetNSDir is where containerd mounts the pods' network namespaces (under
+// its CRI plugin's state dir: netns_mounts_under_state_dir).
+func (c *Cluster) NetNSDir() string {
+	return filepath.Join(c.containerdDir(), "state", "io.containerd.grpc.v1.cri", "netns")
+}
+
+// sharedMountPoint makes dir a mount point of its own with shared
+// propagation, as `ip netns` does for /run/netns and as everything is on a
+// systemd host: a DaemonSet pod that mounts the pods' network namespaces
+// with HostToContainer propagation then sees those made after it started
+// (the runtime refuses the mount on a private one, as this machine's root
+// is).
+func sharedMountPoint(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if mps := mountsUnder(dir); len(mps) > 0 && mps[len(mps)-1] == dir {
+		return nil // a restart: done already
+	}
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mount %s: %w", dir, err)
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", dir, err)
+	}
+	return nil
+}
+
+// RestartContainerd stops containerd and starts it again, as an upgrade
+// does; the pods' shims and containers keep running meanwhile.
+func (c *Cluster) RestartContainerd(ctx context.Context) error {
+	c.stopProcess("containerd")
+	return c.startContainerd(ctx)
+}
+
 func (c *Cluster) startContainerd(ctx context.Context) error {
 	dir := c.containerdDir()
+	if err := sharedMountPoint(c.NetNSDir()); err != nil {
+		return err
+	}
 	c.criSocket = filepath.Join(dir, criSockName)
 	cniConf := filepath.Join(c.Dir, "cni", "net.d")
 	if err := os.MkdirAll(cniConf, 0o755); err != nil {
@@ -126,12 +172,16 @@ state = %q
   stream_server_port = '0'
 
 [plugins.'io.containerd.nri.v1.nri']
-  disable = true
+  disable = false
+  socket_path = %q
+  plugin_path = %q
+  plugin_config_path = %q
 
 [plugins.'io.containerd.internal.v1.opt']
   path = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.criSocket, c.criSocket+".ttrpc",
-		PauseImage, c.CDIDir, runc, cniConf, filepath.Join(dir, "opt"))
+		PauseImage, c.CDIDir, runc, cniConf, c.NRISocket(), filepath.Join(dir, "nri", "plugins"), filepath.Join(dir, "nri", "conf.d"),
+		filepath.Join(dir, "opt"))
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -256,14 +306,19 @@ maxPods: 256
 // crash does; pods keep running in containerd meanwhile. It returns once the
 // node is Ready again.
 func (c *Cluster) RestartKubelet(ctx context.Context) error {
+	c.stopProcess("kubelet")
+	return c.startKubelet(ctx)
+}
+
+// stopProcess stops the named component and forgets it.
+func (c *Cluster) stopProcess(name string) {
 	for i, p := range c.procs {
-		if p.name == "kubelet" {
+		if p.name == name {
 			p.stop(30 * time.Second)
 			c.procs = append(c.procs[:i], c.procs[i+1:]...)
-			break
+			return
 		}
 	}
-	return c.startKubelet(ctx)
 }
 
 func (c *Cluster) nodeReady(ctx context.Context) error {

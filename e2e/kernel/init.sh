@@ -7,6 +7,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
 echo "INIT-UPTIME=$(cut -d' ' -f1 /proc/uptime)"
 for m in $(cat /modules.order); do
 	insmod /lib/modules/$m.ko || echo "insmod $m failed"

@@ -15,7 +15,9 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 
+	netconfig "github.com/sriov-dra/sriov-dra/api/netconfig/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/atomicfile"
+	"github.com/sriov-dra/sriov-dra/pkg/host"
 )
 
 // Version is the checkpoint format written by this driver.
@@ -48,6 +50,42 @@ type Device struct {
 	// would rewrite it all on every prepare; a repeated prepare reads it
 	// back from the file the kubelet plugin helper wrote.
 	Metadata map[string]resourceapi.DeviceAttribute `json:"-"`
+	// Network is the device's network section: its netdev goes into the
+	// pod (the NRI path).
+	Network *netconfig.Network `json:"network,omitempty"`
+	// InPod is set from just before the netdev is moved into a pod until
+	// it is back on the host.
+	InPod *InPod `json:"inPod,omitempty"`
+}
+
+// Attachment states: "attaching" is written before the first change, so a
+// crash in between is undone at start-up; "attached" once the netdev is
+// set up in the pod.
+const (
+	InPodAttaching = "attaching"
+	InPodAttached  = "attached"
+)
+
+// InPod records a netdev moved into a pod's network namespace and what to
+// put back when it leaves.
+type InPod struct {
+	State     string `json:"state"`
+	PodUID    string `json:"podUID"`
+	Pod       string `json:"pod"`
+	SandboxID string `json:"sandboxID"`
+	NetNS     string `json:"netns"`
+	// IfName is the netdev's name in the pod; MAC and IPs are what the
+	// claim's status shows.
+	IfName string   `json:"ifName"`
+	MAC    string   `json:"mac,omitempty"`
+	IPs    []string `json:"ips,omitempty"`
+	// Host is the netdev as it was on the host.
+	Host host.LinkState `json:"host"`
+	// PF and VFIndex locate the VF settings changed on the PF, and
+	// VFRestore puts them back.
+	PF        string         `json:"pf,omitempty"`
+	VFIndex   int            `json:"vfIndex,omitempty"`
+	VFRestore *host.VFConfig `json:"vfRestore,omitempty"`
 }
 
 // Claim is one prepared (or half-prepared) claim.
@@ -58,6 +96,9 @@ type Claim struct {
 	CDISpec   string   `json:"cdiSpec,omitempty"`
 	InfoFiles []string `json:"deviceInfoFiles,omitempty"`
 	Devices   []Device `json:"devices,omitempty"`
+	// Pods are the UIDs of the pods the claim was reserved for when it was
+	// prepared: the pods whose sandboxes get its netdevs.
+	Pods []string `json:"pods,omitempty"`
 	// Rebuilt marks an entry recovered from the files the driver wrote
 	// after its checkpoint was lost: the drivers its devices had before a
 	// rebind are not known.

@@ -25,6 +25,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/health"
 	"github.com/sriov-dra/sriov-dra/pkg/metrics"
+	"github.com/sriov-dra/sriov-dra/pkg/nriplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
 )
@@ -83,6 +84,10 @@ type Config struct {
 	HealthSocket string
 	// Profiling serves Go's /debug/pprof/ on HealthSocket.
 	Profiling bool
+	// NRISocket, when set, connects to the container runtime's NRI there
+	// and moves the netdevs of devices whose config has a network section
+	// into their pods.
+	NRISocket string
 }
 
 // DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
@@ -102,6 +107,7 @@ type Driver struct {
 	published    atomic.Bool
 	registration atomic.Pointer[kubeletplugin.Helper]
 	state        atomic.Pointer[nodeState]
+	nri          *nriplugin.Plugin
 	dra          bool
 	metrics      *metrics.Metrics
 	cancel       context.CancelCauseFunc
@@ -213,6 +219,9 @@ func (d *Driver) ready() error {
 		if !d.published.Load() {
 			return errors.New("devices not published yet")
 		}
+		if d.nri != nil && !d.nri.Connected() {
+			return errors.New("not connected to the container runtime's NRI")
+		}
 	}
 	if d.shim != nil && !d.shim.Registered() {
 		return errors.New("legacy resources not registered with the kubelet yet")
@@ -289,6 +298,13 @@ func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) erro
 	d.state.Store(d.prep.state)
 	if err := d.prep.recover(ctx); err != nil {
 		return fmt.Errorf("recover prepared claims: %w", err)
+	}
+	if cfg.NRISocket != "" {
+		d.nri = nriplugin.New(nriplugin.Config{Socket: cfg.NRISocket, Name: cfg.DriverName, Index: "10",
+			OnConnected:    func() { d.metrics.NRIConnected.Set(1) },
+			OnDisconnected: func(error) { d.metrics.NRIConnected.Set(0) }}, d.prep)
+		d.prep.nri = d.nri
+		go d.nri.Run(ctx)
 	}
 	// Discover before registering, so that the first prepare finds the
 	// devices; publishing runs in the background and never holds anything

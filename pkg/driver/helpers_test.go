@@ -16,6 +16,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
@@ -38,6 +39,8 @@ type nodeOpts struct {
 	objects []runtime.Object
 	// root shares another node's directories (two instances on one node).
 	root string
+	// netNS is the host's network namespace (real netdevs for the NRI path).
+	netNS string
 }
 
 func newTestNode(t testing.TB, o nodeOpts) *testNode {
@@ -47,7 +50,7 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 		root = t.TempDir()
 		require.NoError(t, simhost.Write(filepath.Join(root, "host"), o.spec))
 	}
-	h, err := simhost.Open(filepath.Join(root, "host"))
+	h, err := simhost.OpenWith(filepath.Join(root, "host"), host.Options{NetNS: o.netNS})
 	require.NoError(t, err)
 	cfg := Config{DriverName: testDriver, NodeName: "node", Host: h, CDIRoot: filepath.Join(root, "cdi"),
 		PluginDir: filepath.Join(root, "plugin"), DevInfoDir: filepath.Join(root, "devinfo")}

@@ -28,8 +28,14 @@ import (
 // *host.Host implements it.
 type PrepareHost interface {
 	prepare.DevNodes
+	PodNetHost
 	BootID() string
 	BindDriver(pciAddress, driver string) (previous string, err error)
+}
+
+// runtimeLink tells whether the runtime's NRI delivers sandbox events.
+type runtimeLink interface {
+	Connected() bool
 }
 
 // inventorySource gives the prepare path the devices as last discovered,
@@ -58,6 +64,8 @@ type preparer struct {
 	// vanished are the prepared devices last seen gone from the host (only
 	// the rescan loop touches it).
 	vanished map[string]bool
+	// nri is set when netdevs are moved into pods (--nri).
+	nri runtimeLink
 }
 
 // Prepare prepares claims (the kubelet's NodePrepareResources). The API is
@@ -69,7 +77,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		p.metrics.PrepareDuration.Observe(time.Since(start).Seconds())
 		klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start))
 	}()
-	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName,
+	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName, PodNetwork: p.nri != nil,
 		Classes: p.lookups.deviceClasses(ctx, prepare.ClassNames(claims)), Pods: p.lookups.claimPods(ctx, claims)}
 	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
@@ -165,10 +173,28 @@ func (p *preparer) resolve(ctx context.Context, in prepare.Input) ([]prepare.Cla
 			if in.Inventory, err = p.devices.rediscover(ctx); err != nil {
 				return nil, err
 			}
-			return prepare.Resolve(in), nil
+			plans = prepare.Resolve(in)
+			break
 		}
 	}
+	p.needRuntime(plans)
 	return plans, nil
+}
+
+// needRuntime fails the plans that move a netdev into a pod while the
+// runtime's NRI is not connected: the sandbox would start without it. The
+// kubelet retries the prepare.
+func (p *preparer) needRuntime(plans []prepare.ClaimPlan) {
+	if p.nri == nil || p.nri.Connected() {
+		return
+	}
+	for i := range plans {
+		for _, d := range plans[i].Devices {
+			if d.Options.Network != nil && plans[i].Err == nil {
+				plans[i].Err = fmt.Errorf("device %s: its netdev goes into the pod, and the container runtime's NRI is not connected (is NRI enabled in containerd?)", d.Device.Name)
+			}
+		}
+	}
 }
 
 // bind rebinds devices as the plans ask, and returns the inventory the
@@ -203,13 +229,27 @@ func (p *preparer) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
 	e := checkpoint.Claim{Namespace: pl.Claim.Namespace, Name: pl.Claim.Name, State: checkpoint.StatePreparing,
 		CDISpec: filepath.Join(p.cdiRoot, prepare.SpecFileName(prepare.CDIKind(p.driverName), pl.ID))}
 	for _, d := range pl.Devices {
-		cd := checkpoint.Device{Request: d.Request, Pool: d.Pool, Name: d.Device.Name, PCIAddress: d.Device.PCIAddress}
+		cd := checkpoint.Device{Request: d.Request, Pool: d.Pool, Name: d.Device.Name, PCIAddress: d.Device.PCIAddress, Network: d.Options.Network}
 		if driver, ok := d.Rebind(); ok {
 			cd.OriginalDriver, cd.BoundDriver = d.Device.Driver, driver
 		}
 		e.Devices = append(e.Devices, cd)
 	}
+	for _, r := range pl.Claim.Status.ReservedFor {
+		if r.Resource == "pods" && r.APIGroup == "" {
+			e.Pods = append(e.Pods, string(r.UID))
+		}
+	}
 	return e
+}
+
+// inventoryDevice is a device as last discovered.
+func (p *preparer) inventoryDevice(name string) (discovery.Device, bool) {
+	inv, _ := p.devices.snapshot()
+	if inv == nil {
+		return discovery.Device{}, false
+	}
+	return inv.Get(name)
 }
 
 // writeFiles writes a rendered claim's CDI spec and device-info files and

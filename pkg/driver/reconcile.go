@@ -51,6 +51,7 @@ func (p *preparer) recover(ctx context.Context) error {
 		delete(cp.Claims, uid)
 	}
 	p.adoptSpecs(ctx, &cp)
+	p.repairGone(ctx, cp, nil)
 	return p.state.save(cp)
 }
 

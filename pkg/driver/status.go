@@ -162,10 +162,12 @@ func statusOf(driverName string, e checkpoint.Claim) claimStatus {
 		if d.InterfaceName == "" {
 			continue
 		}
-		st.devices = append(st.devices, resourceapi.AllocatedDeviceStatus{
-			Driver: driverName, Pool: d.Pool, Device: d.Name,
-			NetworkData: &resourceapi.NetworkDeviceData{InterfaceName: d.InterfaceName, HardwareAddress: d.HardwareAddress},
-		})
+		nd := &resourceapi.NetworkDeviceData{InterfaceName: d.InterfaceName, HardwareAddress: d.HardwareAddress}
+		if at := d.InPod; at != nil && at.State == checkpoint.InPodAttached {
+			// In the pod: what the pod sees.
+			nd = &resourceapi.NetworkDeviceData{InterfaceName: at.IfName, HardwareAddress: at.MAC, IPs: at.IPs}
+		}
+		st.devices = append(st.devices, resourceapi.AllocatedDeviceStatus{Driver: driverName, Pool: d.Pool, Device: d.Name, NetworkData: nd})
 	}
 	return st
 }

@@ -52,6 +52,16 @@ func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.Namespa
 // device that is gone from the host has nothing to restore.
 func (p *preparer) rollback(ctx context.Context, e checkpoint.Claim) error {
 	errs := []error{removeFiles(e)}
+	for i := range e.Devices {
+		if d := &e.Devices[i]; d.InPod != nil {
+			// Its sandbox went while the driver was away: put the netdev
+			// back now, or leave it to an operator with the reason logged;
+			// the claim is released either way.
+			if err := p.detachDevice(ctx, d); err != nil {
+				klog.FromContext(ctx).Error(err, "Putting back a netdev on unprepare", "device", d.Name, "claim", klog.KRef(e.Namespace, e.Name))
+			}
+		}
+	}
 	for _, d := range e.Devices {
 		if d.BoundDriver == "" {
 			continue

@@ -28,6 +28,10 @@ type Options struct {
 	SysfsRoot string
 	DevRoot   string
 	ProcRoot  string
+	// NetNS is the host's network namespace (a path like
+	// /proc/1/ns/net or /run/netns/x), where netdevs return from pods;
+	// empty: the process's own.
+	NetNS string
 }
 
 // Host reads and changes one host's device state.
@@ -35,6 +39,7 @@ type Host struct {
 	sysfsRoot string
 	devRoot   string
 	procRoot  string
+	netNS     string
 	// kernelDevlink is set when sysfs is the running kernel's /sys.
 	kernelDevlink bool
 }
@@ -47,6 +52,7 @@ func New(o Options) *Host {
 		sysfsRoot: orDefault(o.SysfsRoot, DefaultSysfsRoot),
 		devRoot:   orDefault(o.DevRoot, DefaultDevRoot),
 		procRoot:  orDefault(o.ProcRoot, DefaultProcRoot),
+		netNS:     o.NetNS,
 	}
 	h.kernelDevlink = filepath.Clean(h.sysfsRoot) == DefaultSysfsRoot
 	return h

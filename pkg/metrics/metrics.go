@@ -38,6 +38,8 @@ type Metrics struct {
 	Rebinds            prometheus.Counter
 	LegacyAllocations  *prometheus.CounterVec
 	CheckpointReadable prometheus.Gauge
+	NRIConnected       prometheus.Gauge
+	NetdevMoves        *prometheus.CounterVec
 }
 
 // New registers the metrics in a registry of their own, with the Go runtime
@@ -72,9 +74,14 @@ func New() *Metrics {
 			Help: "Device-plugin Allocate calls answered, by classic resource."}, []string{"resource"}),
 		CheckpointReadable: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "checkpoint_readable",
 			Help: "1 while the prepared-claims checkpoint reads back, 0 once it could not."}),
+		NRIConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "nri_connected",
+			Help: "1 while the container runtime's NRI delivers pod sandbox events (--nri)."}),
+		NetdevMoves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "netdev_moves_total",
+			Help: "Netdevs moved into pods (to=pod) and back (to=host), and failed moves (result=error)."}, []string{"to", "result"}),
 	}
 	reg.MustRegister(m.DevicesPublished, m.DevicesUnhealthy, m.PrepareDuration, m.UnprepareDuration, m.PrepareErrors,
-		m.UnprepareErrors, m.Rescans, m.RescanDuration, m.SliceWrites, m.Rebinds, m.LegacyAllocations, m.CheckpointReadable)
+		m.UnprepareErrors, m.Rescans, m.RescanDuration, m.SliceWrites, m.Rebinds, m.LegacyAllocations, m.CheckpointReadable,
+		m.NRIConnected, m.NetdevMoves)
 	m.CheckpointReadable.Set(1)
 	return m
 }

@@ -18,6 +18,9 @@ type Options struct {
 	// Driver, when it differs from the device's, is bound for the
 	// allocation's lifetime.
 	Driver string
+	// Network, when set, moves the device's netdev into the pod and
+	// configures it there (the --nri path).
+	Network *netconfig.Network
 }
 
 // OptionsFor builds the options of one device, whichever path allocated it.
@@ -46,6 +49,7 @@ func OptionsFor(pool *selector.Pool, d *discovery.Device, cfg netconfig.NetConfi
 		o.AdditionalInfo = merged
 	}
 	o.Driver = cfg.Driver
+	o.Network = cfg.Network
 	o.ResourceName = cfg.ResourceName
 	if o.ResourceName == "" {
 		o.ResourceName = fallbackName

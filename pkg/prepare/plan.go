@@ -38,6 +38,9 @@ type Input struct {
 	// Uplinks are the functions under the host's default routes, read
 	// just now: they are never rebound.
 	Uplinks discovery.Uplinks
+	// PodNetwork is set when the driver moves netdevs into pods (--nri);
+	// without it a config's network section is refused.
+	PodNetwork bool
 }
 
 // DevicePlan is one allocated device and what it is prepared with.
@@ -125,6 +128,9 @@ func (in *Input) resolveClaim(c *resourceapi.ResourceClaim) ([]DevicePlan, error
 		if err := in.checkRebind(&dp); err != nil {
 			return nil, err
 		}
+		if err := in.checkNetwork(&dp); err != nil {
+			return nil, err
+		}
 		out = append(out, dp)
 	}
 	return out, nil
@@ -157,6 +163,29 @@ func (in *Input) checkRebind(dp *DevicePlan) error {
 	}
 	if why, protected := in.Uplinks.Protects(d); protected {
 		return fmt.Errorf("device %s %s; refusing to bind it to %s", d.Name, why, driver)
+	}
+	return nil
+}
+
+// checkNetwork refuses a network section the device cannot take: the
+// netdev is moved into the pod only by the NRI path, only a kernel netdev
+// can be moved, and VF settings live on a PF.
+func (in *Input) checkNetwork(dp *DevicePlan) error {
+	n, d := dp.Options.Network, &dp.Device
+	if n == nil {
+		return nil
+	}
+	switch {
+	case !in.PodNetwork:
+		return fmt.Errorf("device %s: config has a network section, but this driver does not move netdevs into pods (start it with --nri)", d.Name)
+	case dp.Options.Driver != "" && dp.Options.Driver != d.Driver:
+		return fmt.Errorf("device %s: a network section needs the device's kernel netdev, and driver %q has none", d.Name, dp.Options.Driver)
+	case d.VDPAType != "":
+		return fmt.Errorf("device %s: a network section does not apply to a vDPA device", d.Name)
+	case d.IfName == "":
+		return fmt.Errorf("device %s: a network section needs a kernel netdev, and the device has none (driver %q)", d.Name, d.Driver)
+	case d.FunctionType != discovery.FunctionVF && (n.VLAN != nil || n.VLANQoS != nil || n.Trust != nil || n.SpoofChk != nil):
+		return fmt.Errorf("device %s: network.vlan, vlanQoS, trust and spoofChk are VF settings held by a PF, and this device is a %s", d.Name, d.FunctionType)
 	}
 	return nil
 }

@@ -37,6 +37,9 @@ type NetConfig struct {
 	// Driver binds the device to this kernel driver (e.g. vfio-pci) for the
 	// claim's lifetime; the original driver is restored on unprepare.
 	Driver string `json:"driver,omitempty"`
+	// Network moves the device's netdev into the pod and configures it
+	// (needs the driver's --nri).
+	Network *Network `json:"network,omitempty"`
 }
 
 var (
@@ -75,6 +78,11 @@ func (c *NetConfig) Validate() error {
 	if c.Driver != "" && !driverRE.MatchString(c.Driver) {
 		errs = append(errs, fmt.Errorf("driver: %q is not a kernel driver name", c.Driver))
 	}
+	if c.Network != nil {
+		if err := c.Network.Validate("network"); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for k := range c.AdditionalInfo {
 		if strings.TrimSpace(k) == "" {
 			errs = append(errs, errors.New("additionalInfo: empty key"))
@@ -103,6 +111,7 @@ func (c NetConfig) Merge(later *NetConfig) NetConfig {
 	if len(later.AdditionalInfo) > 0 {
 		c.AdditionalInfo = mergeMaps(c.AdditionalInfo, later.AdditionalInfo)
 	}
+	c.Network = c.Network.merge(later.Network)
 	return c
 }
 

@@ -1,0 +1,413 @@
+package driver
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	netconfig "github.com/sriov-dra/sriov-dra/api/netconfig/v1alpha1"
+	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/nriplugin"
+)
+
+// PodNetHost moves netdevs into pods and sets VFs up on their PFs;
+// *host.Host and *simhost.Host implement it.
+type PodNetHost interface {
+	HostLink(name string) (host.LinkState, error)
+	MoveLinkToPod(hostName string, p host.PodLink) (host.LinkState, error)
+	MoveLinkToHost(netNS, podName string, orig host.LinkState) error
+	PodLinkAddrs(netNS, name string) (mac string, addrs []string, err error)
+	VF(pf string, index int) (host.VFState, error)
+	SetVF(pf string, index int, c host.VFConfig) error
+}
+
+// podDevice is one netdev of a pod: where its record is in the checkpoint.
+type podDevice struct {
+	claim string // claim UID
+	index int    // in the claim's Devices
+}
+
+var _ nriplugin.Handler = (*preparer)(nil)
+
+// SandboxCreated moves the pod's netdevs (devices whose config has a
+// network section) into its sandbox's network namespace. A failure leaves
+// every one of them on the host and fails the sandbox.
+func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) error {
+	cp, unlock, err := p.lockState(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	devs := podDevices(cp, sb.PodUID)
+	if len(devs) == 0 {
+		return nil
+	}
+	if sb.NetNS == "" {
+		return fmt.Errorf("pod %s/%s uses the host's network; its claims' netdevs cannot be moved into it", sb.Namespace, sb.Name)
+	}
+	names, err := interfaceNames(cp, devs)
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", sb.Namespace, sb.Name, err)
+	}
+	var todo []podDevice
+	for _, pd := range devs {
+		d := &cp.Claims[pd.claim].Devices[pd.index]
+		if at := d.InPod; at != nil {
+			switch {
+			case at.SandboxID == sb.ID && at.State == checkpoint.InPodAttached:
+				continue // told twice
+			case at.PodUID != sb.PodUID:
+				return fmt.Errorf("device %s: its netdev is in pod %s; a netdev can be in one pod only", d.Name, at.Pod)
+			}
+			// An earlier sandbox of this pod kept it: take it back first.
+			if err := p.detachDevice(ctx, d); err != nil {
+				return fmt.Errorf("device %s: taking its netdev back from the pod's earlier sandbox: %w", d.Name, err)
+			}
+		}
+		todo = append(todo, pd)
+	}
+	// Intent first, with everything needed to undo it.
+	for _, pd := range todo {
+		d := &cp.Claims[pd.claim].Devices[pd.index]
+		at, err := p.intent(d, sb, names[pd])
+		if err != nil {
+			return p.abandon(ctx, cp, todo, fmt.Errorf("device %s: %w", d.Name, err))
+		}
+		d.InPod = at
+	}
+	if err := p.state.save(cp); err != nil {
+		return err
+	}
+	for _, pd := range todo {
+		d := &cp.Claims[pd.claim].Devices[pd.index]
+		if err := p.attach(d); err != nil {
+			p.metrics.NetdevMoves.WithLabelValues("pod", "error").Inc()
+			return p.abandon(ctx, cp, todo, fmt.Errorf("device %s (%s): %w", d.Name, d.InPod.Host.Name, err))
+		}
+		p.metrics.NetdevMoves.WithLabelValues("pod", "ok").Inc()
+		klog.FromContext(ctx).Info("Moved netdev into pod", "device", d.Name, "netdev", d.InPod.Host.Name, "as", d.InPod.IfName,
+			"pod", klog.KRef(sb.Namespace, sb.Name), "addresses", d.InPod.IPs)
+	}
+	if err := p.state.save(cp); err != nil {
+		return err
+	}
+	p.setStatuses(cp, todo)
+	return nil
+}
+
+// intent reads what attaching will change, so that it can be put back.
+func (p *preparer) intent(d *checkpoint.Device, sb nriplugin.Sandbox, ifName string) (*checkpoint.InPod, error) {
+	dev, ok := p.inventoryDevice(d.Name)
+	if !ok {
+		return nil, errors.New("not on the host any more")
+	}
+	if dev.IfName == "" {
+		return nil, fmt.Errorf("has no netdev on the host (driver %q)", dev.Driver)
+	}
+	at := &checkpoint.InPod{State: checkpoint.InPodAttaching, PodUID: sb.PodUID, Pod: sb.Namespace + "/" + sb.Name,
+		SandboxID: sb.ID, NetNS: sb.NetNS, IfName: ifName}
+	var err error
+	if at.Host, err = p.host.HostLink(dev.IfName); err != nil {
+		return nil, fmt.Errorf("read netdev: %w", err)
+	}
+	if c := vfConfig(d.Network); !c.Empty() {
+		orig, err := p.host.VF(dev.PFName, dev.VFIndex)
+		if err != nil {
+			return nil, fmt.Errorf("read VF %d on %s: %w", dev.VFIndex, dev.PFName, err)
+		}
+		restore := orig.Restore(c)
+		at.PF, at.VFIndex, at.VFRestore = dev.PFName, dev.VFIndex, &restore
+	}
+	return at, nil
+}
+
+// attach sets the VF up on its PF, then moves and configures its netdev.
+func (p *preparer) attach(d *checkpoint.Device) error {
+	at, n := d.InPod, d.Network
+	if at.VFRestore != nil {
+		if err := p.host.SetVF(at.PF, at.VFIndex, vfConfig(n)); err != nil {
+			return err
+		}
+	}
+	link, err := podLink(n, at)
+	if err != nil {
+		return err
+	}
+	if _, err := p.host.MoveLinkToPod(at.Host.Name, link); err != nil {
+		return err
+	}
+	at.MAC, at.IPs, err = p.host.PodLinkAddrs(at.NetNS, at.IfName)
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	at.State = checkpoint.InPodAttached
+	return nil
+}
+
+// abandon undoes the attachments of a failed sandbox and records that;
+// it returns cause. A netdev whose move failed was put back by the move;
+// one not moved yet has only its VF settings to put back.
+func (p *preparer) abandon(ctx context.Context, cp checkpoint.Data, devs []podDevice, cause error) error {
+	for _, pd := range devs {
+		d := &cp.Claims[pd.claim].Devices[pd.index]
+		switch {
+		case d.InPod == nil:
+		case d.InPod.State == checkpoint.InPodAttached:
+			if err := p.detachDevice(ctx, d); err != nil {
+				klog.FromContext(ctx).Error(err, "Putting a netdev back after a failed sandbox", "device", d.Name)
+			}
+		default:
+			if err := p.restoreVF(d.InPod); err != nil {
+				klog.FromContext(ctx).Error(err, "Putting VF settings back after a failed sandbox", "device", d.Name)
+				continue
+			}
+			d.InPod = nil
+		}
+	}
+	if err := p.state.save(cp); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+func (p *preparer) restoreVF(at *checkpoint.InPod) error {
+	if at.VFRestore == nil {
+		return nil
+	}
+	if err := p.host.SetVF(at.PF, at.VFIndex, *at.VFRestore); err != nil {
+		return fmt.Errorf("restore VF %d on %s: %w", at.VFIndex, at.PF, err)
+	}
+	return nil
+}
+
+// SandboxStopped puts back the netdevs a sandbox holds. The runtime calls it
+// on stop (before the namespace goes) and again on removal: the second time
+// finds nothing to do.
+func (p *preparer) SandboxStopped(ctx context.Context, sb nriplugin.Sandbox) error {
+	return p.detachWhere(ctx, func(at *checkpoint.InPod) bool { return at.SandboxID == sb.ID })
+}
+
+// SandboxesExist repairs, when the runtime (re)connects, what sandboxes
+// that are gone left behind, and what a crash in the middle of an attach
+// left half done.
+func (p *preparer) SandboxesExist(ctx context.Context, all []nriplugin.Sandbox) {
+	listed := make(map[string]bool, len(all))
+	for _, sb := range all {
+		listed[sb.ID] = true
+	}
+	cp, unlock, err := p.lockState(ctx)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
+		return
+	}
+	defer unlock()
+	if p.repairGone(ctx, cp, listed) {
+		if err := p.state.save(cp); err != nil {
+			klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
+		}
+	}
+}
+
+// repairGone puts back the netdevs of sandboxes that are gone: stopped
+// while the driver was down (their network namespace is removed at stop,
+// though the runtime lists a stopped sandbox until it is removed), not
+// listed by the runtime (listed nil: not known), or left half attached by
+// a crash. It reports whether it changed cp; call it with the lock held.
+func (p *preparer) repairGone(ctx context.Context, cp checkpoint.Data, listed map[string]bool) bool {
+	var done []podDevice
+	for uid, c := range cp.Claims {
+		for i := range c.Devices {
+			d := &c.Devices[i]
+			at := d.InPod
+			if at == nil {
+				continue
+			}
+			_, statErr := os.Stat(at.NetNS)
+			gone := at.State != checkpoint.InPodAttached || statErr != nil || (listed != nil && !listed[at.SandboxID])
+			if !gone {
+				continue
+			}
+			klog.FromContext(ctx).Info("Repairing the netdev of a sandbox that is gone", "device", d.Name, "pod", at.Pod, "sandbox", at.SandboxID, "state", at.State)
+			if err := p.detachDevice(ctx, d); err != nil {
+				klog.FromContext(ctx).Error(err, "Repairing the netdev of a sandbox that is gone", "device", d.Name, "pod", at.Pod)
+			}
+			done = append(done, podDevice{claim: uid, index: i})
+		}
+	}
+	p.setStatuses(cp, done)
+	return len(done) > 0
+}
+
+// detachWhere puts back every netdev whose record matches.
+func (p *preparer) detachWhere(ctx context.Context, match func(*checkpoint.InPod) bool) error {
+	cp, unlock, err := p.lockState(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var errs []error
+	var done []podDevice
+	for uid, c := range cp.Claims {
+		for i := range c.Devices {
+			d := &c.Devices[i]
+			if d.InPod == nil || !match(d.InPod) {
+				continue
+			}
+			if err := p.detachDevice(ctx, d); err != nil {
+				errs = append(errs, fmt.Errorf("device %s: %w", d.Name, err))
+			}
+			done = append(done, podDevice{claim: uid, index: i})
+		}
+	}
+	if len(done) == 0 {
+		return errors.Join(errs...)
+	}
+	if err := p.state.save(cp); err != nil {
+		errs = append(errs, err)
+	}
+	p.setStatuses(cp, done)
+	return errors.Join(errs...)
+}
+
+// detachDevice moves a device's netdev back to the host as it was and puts
+// back its VF settings; the record is dropped once both are done. A netdev
+// that is gone (destroyed with its namespace) leaves only the VF settings
+// to put back.
+func (p *preparer) detachDevice(ctx context.Context, d *checkpoint.Device) error {
+	at := d.InPod
+	// The PF first: a VF driver that defers to it takes the original MAC
+	// back from it.
+	errs := []error{p.restoreVF(at)}
+	err := p.host.MoveLinkToHost(at.NetNS, at.IfName, at.Host)
+	switch {
+	case errors.Is(err, host.ErrLinkGone):
+		klog.FromContext(ctx).Info("Netdev is gone; nothing to move back", "device", d.Name, "netdev", at.Host.Name, "pod", at.Pod)
+	case err != nil:
+		errs = append(errs, fmt.Errorf("move %s back from pod %s: %w", at.Host.Name, at.Pod, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		p.metrics.NetdevMoves.WithLabelValues("host", "error").Inc()
+		return err
+	}
+	p.metrics.NetdevMoves.WithLabelValues("host", "ok").Inc()
+	klog.FromContext(ctx).Info("Netdev back on the host", "device", d.Name, "netdev", at.Host.Name, "pod", at.Pod)
+	d.InPod = nil
+	return nil
+}
+
+// setStatuses asks for the status of the claims of devs to be rewritten.
+func (p *preparer) setStatuses(cp checkpoint.Data, devs []podDevice) {
+	seen := map[string]bool{}
+	for _, pd := range devs {
+		if seen[pd.claim] {
+			continue
+		}
+		seen[pd.claim] = true
+		if e, ok := cp.Claims[pd.claim]; ok && e.State == checkpoint.StatePrepared {
+			p.status.set(types.UID(pd.claim), statusOf(p.driverName, e))
+		}
+	}
+}
+
+// podDevices are the prepared devices with a network section of the
+// claims reserved for the pod, in a stable order: by claim, then as
+// allocated.
+func podDevices(cp checkpoint.Data, podUID string) []podDevice {
+	var out []podDevice
+	for uid, c := range cp.Claims {
+		if c.State != checkpoint.StatePrepared || !slices.Contains(c.Pods, podUID) {
+			continue
+		}
+		for i, d := range c.Devices {
+			if d.Network != nil {
+				out = append(out, podDevice{claim: uid, index: i})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b podDevice) int {
+		ca, cb := cp.Claims[a.claim], cp.Claims[b.claim]
+		return cmp.Or(cmp.Compare(ca.Namespace+"/"+ca.Name, cb.Namespace+"/"+cb.Name), cmp.Compare(a.index, b.index))
+	})
+	return out
+}
+
+// interfaceNames names each device's netdev in the pod: the configured
+// name, else the first free of net1, net2, ...
+func interfaceNames(cp checkpoint.Data, devs []podDevice) (map[podDevice]string, error) {
+	names := make(map[podDevice]string, len(devs))
+	owner := map[string]string{}
+	for _, pd := range devs {
+		d := cp.Claims[pd.claim].Devices[pd.index]
+		if n := d.Network.InterfaceName; n != "" {
+			if other, taken := owner[n]; taken {
+				return nil, fmt.Errorf("devices %s and %s both ask for interface name %q", other, d.Name, n)
+			}
+			owner[n], names[pd] = d.Name, n
+		}
+	}
+	next := 1
+	for _, pd := range devs {
+		if _, named := names[pd]; named {
+			continue
+		}
+		for ; owner["net"+strconv.Itoa(next)] != ""; next++ {
+		}
+		n := "net" + strconv.Itoa(next)
+		owner[n], names[pd] = cp.Claims[pd.claim].Devices[pd.index].Name, n
+	}
+	return names, nil
+}
+
+// vfConfig is what a network section sets on the VF through its PF.
+func vfConfig(n *netconfig.Network) host.VFConfig {
+	var c host.VFConfig
+	if n == nil {
+		return c
+	}
+	if mac := n.NormalizedMAC(); mac != "" {
+		c.MAC = &mac
+	}
+	c.VLAN, c.QoS, c.Trust, c.SpoofChk = n.VLAN, n.VLANQoS, n.Trust, n.SpoofChk
+	if c.QoS != nil && c.VLAN == nil {
+		c.QoS = nil
+	}
+	return c
+}
+
+// podLink is how the netdev is set up in the pod.
+func podLink(n *netconfig.Network, at *checkpoint.InPod) (host.PodLink, error) {
+	l := host.PodLink{NetNS: at.NetNS, Name: at.IfName, MAC: n.NormalizedMAC(), MACOnPF: at.VFRestore != nil && at.VFRestore.MAC != nil}
+	if n.MTU != nil {
+		l.MTU = *n.MTU
+	}
+	for _, a := range n.Addresses {
+		pfx, err := netip.ParsePrefix(a)
+		if err != nil {
+			return l, fmt.Errorf("network.addresses: %w", err)
+		}
+		l.Addresses = append(l.Addresses, pfx)
+	}
+	for _, r := range n.Routes {
+		dst, err := netip.ParsePrefix(r.Destination)
+		if err != nil {
+			return l, fmt.Errorf("network.routes: %w", err)
+		}
+		rt := host.PodRoute{Destination: dst.Masked()}
+		if r.Gateway != "" {
+			if rt.Gateway, err = netip.ParseAddr(r.Gateway); err != nil {
+				return l, fmt.Errorf("network.routes: %w", err)
+			}
+		}
+		l.Routes = append(l.Routes, rt)
+	}
+	return l, nil
+}

@@ -1,0 +1,227 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/nriplugin"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
+)
+
+type runtimeUp bool
+
+func (r runtimeUp) Connected() bool { return bool(r) }
+
+// vfMAC is the MAC the test gives the netdev of VF i of ens1f0.
+func vfMAC(i int) string { return fmt.Sprintf("02:00:00:00:10:%02x", i) }
+
+// podNetNode is a node over the e810 host (VFs 0-3: pci-0000-3b-02-<i>,
+// netdevs ens1f0v<i>) whose VF netdevs are real netdevs in a network
+// namespace of the test's, standing for the host's, with the runtime's
+// NRI connected.
+func podNetNode(t *testing.T) (*testNode, string) {
+	t.Helper()
+	hostNS := simhosttest.Netns(t)
+	for i := range 4 {
+		simhosttest.Netdev(t, hostNS, fmt.Sprintf("ens1f0v%d", i), vfMAC(i))
+	}
+	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, netNS: hostNS})
+	n.nri = runtimeUp(true)
+	return n, hostNS
+}
+
+const netConfig = `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","network":{%s}}`
+
+// podClaim is claimFor with a network section, reserved for pod.
+func podClaim(uid, network, pod string, devices ...string) *resourceapi.ResourceClaim {
+	c := claimFor(uid, fmt.Sprintf(netConfig, network), devices...)
+	c.Status.ReservedFor[0].UID = types.UID(pod)
+	c.Status.ReservedFor[0].Name = pod
+	return c
+}
+
+func sandbox(id, pod, netNS string) nriplugin.Sandbox {
+	return nriplugin.Sandbox{ID: id, PodUID: pod, Namespace: "ns", Name: pod, NetNS: netNS}
+}
+
+func TestNetdevIntoPodAndBack(t *testing.T) {
+	n, hostNS := podNetNode(t)
+	podNS := simhosttest.Netns(t)
+	c := podClaim("u1", `"interfaceName":"net1","mac":"02:AB:00:00:00:01","vlan":100,"vlanQoS":2,"mtu":9000,
+		"addresses":["10.56.0.5/24","fd00:56::5/64"],"routes":[{"destination":"10.57.0.0/16","gateway":"10.56.0.1"}]`, "pod-a", "pci-0000-3b-02-1")
+	require.NoError(t, n.prepareOne(t, c).Err)
+	_, inPod := n.checkpoint(t).Claims["u1"].Devices[0].Network, n.checkpoint(t).Claims["u1"].Devices[0].InPod
+	assert.Nil(t, inPod, "prepare moves nothing")
+
+	ctx := context.Background()
+	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
+
+	assert.NotContains(t, simhosttest.Links(t, hostNS), "ens1f0v1")
+	net1 := simhosttest.Links(t, podNS)["net1"]
+	assert.Equal(t, "02:ab:00:00:00:01", net1.Address)
+	assert.Equal(t, 9000, net1.MTU)
+	assert.Subset(t, net1.Addresses(), []string{"10.56.0.5/24", "fd00:56::5/64"})
+	assert.Contains(t, simhosttest.IP(t, "-n", simhosttest.NsName(podNS), "route", "show", "10.57.0.0/16"), "via 10.56.0.1 dev net1")
+	vf, err := n.h.VF("ens1f0", 1)
+	require.NoError(t, err)
+	assert.Equal(t, host.VFState{MAC: "02:ab:00:00:00:01", VLAN: 100, QoS: 2, SpoofChk: true}, vf, "set through the PF")
+	untouched, err := n.h.VF("ens1f0", 0)
+	require.NoError(t, err)
+	assert.Equal(t, host.VFState{MAC: "00:00:00:00:00:00", SpoofChk: true}, untouched)
+
+	at := n.checkpoint(t).Claims["u1"].Devices[0].InPod
+	require.NotNil(t, at)
+	assert.Equal(t, checkpoint.InPodAttached, at.State)
+	assert.Equal(t, "ens1f0v1", at.Host.Name)
+	st := statusOf(testDriver, n.checkpoint(t).Claims["u1"])
+	require.Len(t, st.devices, 1)
+	assert.Equal(t, &resourceapi.NetworkDeviceData{InterfaceName: "net1", HardwareAddress: "02:ab:00:00:00:01",
+		IPs: []string{"10.56.0.5/24", "fd00:56::5/64"}}, st.devices[0].NetworkData)
+
+	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)), "told twice: nothing to do")
+
+	require.NoError(t, n.SandboxStopped(ctx, sandbox("sb1", "pod-a", podNS)))
+	back := simhosttest.Links(t, hostNS)["ens1f0v1"]
+	assert.Equal(t, vfMAC(1), back.Address)
+	assert.Equal(t, 1500, back.MTU)
+	assert.NotContains(t, simhosttest.Links(t, podNS), "net1")
+	vf, err = n.h.VF("ens1f0", 1)
+	require.NoError(t, err)
+	assert.Equal(t, host.VFState{MAC: "00:00:00:00:00:00", SpoofChk: true}, vf, "the PF's settings put back")
+	assert.Nil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod)
+	assert.Equal(t, "ens1f0v1", statusOf(testDriver, n.checkpoint(t).Claims["u1"]).devices[0].NetworkData.InterfaceName)
+
+	require.NoError(t, n.SandboxStopped(ctx, sandbox("sb1", "pod-a", podNS)), "removal after stop: nothing to do")
+	require.NoError(t, n.unprepareOne(t, c))
+}
+
+func TestTwoPodsAtOnceKeepTheirOwnNetdevs(t *testing.T) {
+	n, _ := podNetNode(t)
+	pods := map[string][]string{"pod-a": {"pci-0000-3b-02-0", "pci-0000-3b-02-3"}, "pod-b": {"pci-0000-3b-02-1", "pci-0000-3b-02-2"}}
+	netns := map[string]string{}
+	for pod, devs := range pods {
+		netns[pod] = simhosttest.Netns(t)
+		require.NoError(t, n.prepareOne(t, podClaim("claim-"+pod, "", pod, devs...)).Err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(pods))
+	for pod := range pods {
+		wg.Go(func() { errs <- n.SandboxCreated(context.Background(), sandbox("sb-"+pod, pod, netns[pod])) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	// Each pod has net1 and net2, in allocation order, with its own VFs'
+	// MACs (those the test gave the netdevs).
+	want := map[string][]int{"pod-a": {0, 3}, "pod-b": {1, 2}}
+	for pod, vfs := range want {
+		in := simhosttest.Links(t, netns[pod])
+		assert.Equal(t, vfMAC(vfs[0]), in["net1"].Address, pod)
+		assert.Equal(t, vfMAC(vfs[1]), in["net2"].Address, pod)
+		assert.Len(t, in, 3, "%s: lo, net1, net2", pod)
+	}
+}
+
+func TestSandboxFailureLeavesEveryNetdevOnTheHost(t *testing.T) {
+	n, hostNS := podNetNode(t)
+	podNS := simhosttest.Netns(t)
+	simhosttest.Netdev(t, podNS, "net2", "02:00:00:00:99:99") // taken in the pod
+	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":7`, "pod-a", "pci-0000-3b-02-0", "pci-0000-3b-02-1")).Err)
+
+	err := n.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "device pci-0000-3b-02-1 (ens1f0v1): rename to net2:", "names the device and the step")
+
+	on := simhosttest.Links(t, hostNS)
+	for i := range 2 {
+		assert.Equal(t, vfMAC(i), on[fmt.Sprintf("ens1f0v%d", i)].Address)
+		vf, err := n.h.VF("ens1f0", i)
+		require.NoError(t, err)
+		assert.Equal(t, 0, vf.VLAN, "VF %d's VLAN put back", i)
+	}
+	assert.NotContains(t, simhosttest.Links(t, podNS), "net1")
+	for _, d := range n.checkpoint(t).Claims["u1"].Devices {
+		assert.Nil(t, d.InPod)
+	}
+}
+
+func TestSandboxGoneWhileTheDriverWasDownIsRepaired(t *testing.T) {
+	n, hostNS := podNetNode(t)
+	podNS := simhosttest.Netns(t)
+	require.NoError(t, n.prepareOne(t, podClaim("u1", `"interfaceName":"data0","mac":"02:ab:00:00:00:07","vlan":5`, "pod-a", "pci-0000-3b-02-2")).Err)
+	ctx := context.Background()
+	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
+
+	// The sandbox goes while the driver is down: a physical VF returns to
+	// the host's namespace under its pod name (the test moves the veth as
+	// the kernel would move a VF; a destroyed namespace takes a veth along).
+	simhosttest.IP(t, "-n", simhosttest.NsName(podNS), "link", "set", "data0", "netns", simhosttest.NsName(hostNS))
+	simhosttest.IP(t, "netns", "del", simhosttest.NsName(podNS))
+
+	restarted := newTestNode(t, nodeOpts{root: n.root, netNS: hostNS, objects: []runtime.Object{testClass}})
+	require.NoError(t, restarted.recover(ctx), "start-up: the namespace is gone")
+
+	back := simhosttest.Links(t, hostNS)["ens1f0v2"]
+	assert.Equal(t, vfMAC(2), back.Address, "name and MAC put back")
+	vf, err := n.h.VF("ens1f0", 2)
+	require.NoError(t, err)
+	assert.Equal(t, host.VFState{MAC: "00:00:00:00:00:00", SpoofChk: true}, vf)
+	assert.Nil(t, restarted.checkpoint(t).Claims["u1"].Devices[0].InPod)
+}
+
+func TestSandboxTheRuntimeNoLongerListsIsRepaired(t *testing.T) {
+	n, hostNS := podNetNode(t)
+	podNS := simhosttest.Netns(t)
+	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":5`, "pod-a", "pci-0000-3b-02-2")).Err)
+	ctx := context.Background()
+	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
+
+	n.SandboxesExist(ctx, []nriplugin.Sandbox{sandbox("sb1", "pod-a", podNS)})
+	assert.NotNil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "listed, namespace there: left alone")
+	require.NoError(t, n.recover(ctx))
+	assert.NotNil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "start-up leaves a live namespace alone")
+
+	n.SandboxesExist(ctx, []nriplugin.Sandbox{sandbox("other", "pod-b", "")})
+	assert.Equal(t, vfMAC(2), simhosttest.Links(t, hostNS)["ens1f0v2"].Address, "not listed: moved back")
+	assert.Nil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod)
+	vf, err := n.h.VF("ens1f0", 2)
+	require.NoError(t, err)
+	assert.Equal(t, 0, vf.VLAN)
+}
+
+func TestNetworkSectionRefused(t *testing.T) {
+	n, _ := podNetNode(t)
+	tests := []struct {
+		name, config string
+		nri          runtimeLink
+		want         string
+	}{
+		{"no NRI", `"interfaceName":"net1"`, nil, "does not move netdevs into pods (start it with --nri)"},
+		{"NRI not connected", `"interfaceName":"net1"`, runtimeUp(false), "the container runtime's NRI is not connected"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n.nri = tc.nri
+			res := n.prepareOne(t, podClaim("u-"+tc.name, tc.config, "pod-a", "pci-0000-3b-02-0"))
+			require.Error(t, res.Err)
+			assert.Contains(t, res.Err.Error(), tc.want)
+		})
+	}
+	n.nri = runtimeUp(true)
+	c := claimFor("vfio", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","driver":"vfio-pci","network":{}}`, "pci-0000-3b-02-0")
+	res := n.prepareOne(t, c)
+	require.Error(t, res.Err)
+	assert.Contains(t, res.Err.Error(), `a network section needs the device's kernel netdev, and driver "vfio-pci" has none`)
+}
