@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -42,6 +43,12 @@ var _ nriplugin.Handler = (*preparer)(nil)
 // network section) into its sandbox's network namespace. A failure leaves
 // every one of them on the host and fails the sandbox.
 func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) error {
+	// Every pod of the node comes here: most have nothing to move, and
+	// need not wait for the node lock to learn it (their claims, if any,
+	// were prepared before the sandbox was asked for).
+	if !p.mayHave(func(cp checkpoint.Data) bool { return len(podDevices(cp, sb.PodUID)) > 0 }) {
+		return nil
+	}
 	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
 		return err
@@ -193,7 +200,30 @@ func (p *preparer) restoreVF(at *checkpoint.InPod) error {
 // on stop (before the namespace goes) and again on removal: the second time
 // finds nothing to do.
 func (p *preparer) SandboxStopped(ctx context.Context, sb nriplugin.Sandbox) error {
-	return p.detachWhere(ctx, func(at *checkpoint.InPod) bool { return at.SandboxID == sb.ID })
+	held := func(at *checkpoint.InPod) bool { return at.SandboxID == sb.ID }
+	if !p.mayHave(func(cp checkpoint.Data) bool { return anyInPod(cp, held) }) {
+		return nil
+	}
+	return p.detachWhere(ctx, held)
+}
+
+// mayHave reads the checkpoint without the lock (it is replaced whole,
+// never half written) and reports whether want holds; an unreadable one
+// may hold anything.
+func (p *preparer) mayHave(want func(checkpoint.Data) bool) bool {
+	cp, _, err := checkpoint.Load(p.state.path, p.state.bootID)
+	return err != nil || want(cp)
+}
+
+func anyInPod(cp checkpoint.Data, match func(*checkpoint.InPod) bool) bool {
+	for _, c := range cp.Claims {
+		for i := range c.Devices {
+			if at := c.Devices[i].InPod; at != nil && match(at) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // SandboxesExist repairs, when the runtime (re)connects, what sandboxes
@@ -231,8 +261,7 @@ func (p *preparer) repairGone(ctx context.Context, cp checkpoint.Data, listed ma
 			if at == nil {
 				continue
 			}
-			_, statErr := os.Stat(at.NetNS)
-			gone := at.State != checkpoint.InPodAttached || statErr != nil || (listed != nil && !listed[at.SandboxID])
+			gone := at.State != checkpoint.InPodAttached || namespaceGone(at.NetNS) || (listed != nil && !listed[at.SandboxID])
 			if !gone {
 				continue
 			}
@@ -302,6 +331,18 @@ func (p *preparer) detachDevice(ctx context.Context, d *checkpoint.Device) error
 	klog.FromContext(ctx).Info("Netdev back on the host", "device", d.Name, "netdev", at.Host.Name, "pod", at.Pod)
 	d.InPod = nil
 	return nil
+}
+
+// namespaceGone reports whether a sandbox's network namespace was removed:
+// its file is gone from a directory this process sees. A directory it does
+// not see (the runtime's netns directory not mounted into the driver's
+// container) says nothing, and a live pod's netdev is not taken from it.
+func namespaceGone(path string) bool {
+	if _, err := os.Stat(path); err == nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Dir(path))
+	return err == nil
 }
 
 // setStatuses asks for the status of the claims of devs to be rewritten.

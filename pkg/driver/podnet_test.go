@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/nriplugin"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
@@ -224,4 +226,72 @@ func TestNetworkSectionRefused(t *testing.T) {
 	res := n.prepareOne(t, c)
 	require.Error(t, res.Err)
 	assert.Contains(t, res.Err.Error(), `a network section needs the device's kernel netdev, and driver "vfio-pci" has none`)
+}
+
+func TestNamespaceDirectoryNotVisibleIsNotARemovedNamespace(t *testing.T) {
+	n, hostNS := podNetNode(t)
+	podNS := simhosttest.Netns(t)
+	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":5`, "pod-a", "pci-0000-3b-02-2")).Err)
+	ctx := context.Background()
+	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
+
+	// The driver restarts in a container that does not see the runtime's
+	// netns directory (a changed mount): it cannot tell the pod is gone.
+	cp := n.checkpoint(t)
+	cp.Claims["u1"].Devices[0].InPod.NetNS = filepath.Join(t.TempDir(), "not-mounted", "cni-1")
+	require.NoError(t, checkpoint.Save(n.state.path, cp))
+	require.NoError(t, n.recover(ctx))
+	assert.NotNil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "left alone")
+	vf, err := n.h.VF("ens1f0", 2)
+	require.NoError(t, err)
+	assert.Equal(t, 5, vf.VLAN, "the live pod's VF keeps its VLAN")
+	assert.NotContains(t, simhosttest.Links(t, hostNS), "ens1f0v2")
+}
+
+// BenchmarkSandboxEvents is what the NRI path costs a pod's sandbox
+// creation and stop: for a pod with no netdev to move (most pods of a node),
+// with 64 prepared claims of other pods in the checkpoint, and for a pod
+// whose one VF netdev moves in and out (real netlink, a veth standing for
+// the VF).
+func BenchmarkSandboxEvents(b *testing.B) {
+	ctx := context.Background()
+	hostNS := simhosttest.Netns(b)
+	simhosttest.Netdev(b, hostNS, "ens1f0v0", vfMAC(0))
+	n := newTestNode(b, nodeOpts{spec: simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 64}}},
+		objects: []runtime.Object{testClass}, netNS: hostNS})
+	n.nri = runtimeUp(true)
+	for i := 1; i < 64; i++ {
+		dev := fmt.Sprintf("pci-0000-3b-%02x-%x", 2+(i/8), i%8)
+		if res := n.prepareOne(b, podClaim(fmt.Sprintf("other-%d", i), "", fmt.Sprintf("pod-%d", i), dev)); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+	}
+	b.Run("pod without netdevs", func(b *testing.B) {
+		sb := sandbox("sb", "plain-pod", "/nonexistent")
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := n.SandboxCreated(ctx, sb); err != nil {
+				b.Fatal(err)
+			}
+			if err := n.SandboxStopped(ctx, sb); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pod with one VF netdev", func(b *testing.B) {
+		podNS := simhosttest.Netns(b)
+		if res := n.prepareOne(b, podClaim("mine", `"interfaceName":"net1","vlan":7,"addresses":["10.9.0.5/24"]`, "my-pod", "pci-0000-3b-02-0")); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+		sb := sandbox("sb", "my-pod", podNS)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := n.SandboxCreated(ctx, sb); err != nil {
+				b.Fatal(err)
+			}
+			if err := n.SandboxStopped(ctx, sb); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
