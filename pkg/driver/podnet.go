@@ -87,18 +87,18 @@ func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) err
 		d := &cp.Claims[pd.claim].Devices[pd.index]
 		at, err := p.intent(d, sb, names[pd])
 		if err != nil {
-			return p.abandon(ctx, cp, todo, fmt.Errorf("device %s: %w", d.Name, err))
+			return p.abandon(ctx, cp, todo, 0, fmt.Errorf("device %s: %w", d.Name, err))
 		}
 		d.InPod = at
 	}
 	if err := p.state.save(cp); err != nil {
 		return err
 	}
-	for _, pd := range todo {
+	for i, pd := range todo {
 		d := &cp.Claims[pd.claim].Devices[pd.index]
 		if err := p.attach(d); err != nil {
 			p.metrics.NetdevMoves.WithLabelValues("pod", "error").Inc()
-			return p.abandon(ctx, cp, todo, fmt.Errorf("device %s (%s): %w", d.Name, d.InPod.Host.Name, err))
+			return p.abandon(ctx, cp, todo, i+1, fmt.Errorf("device %s (%s): %w", d.Name, d.InPod.Host.Name, err))
 		}
 		p.metrics.NetdevMoves.WithLabelValues("pod", "ok").Inc()
 		klog.FromContext(ctx).Info("Moved netdev into pod", "device", d.Name, "netdev", d.InPod.Host.Name, "as", d.InPod.IfName,
@@ -150,24 +150,35 @@ func (p *preparer) attach(d *checkpoint.Device) error {
 		return err
 	}
 	if _, err := p.host.MoveLinkToPod(at.Host.Name, link); err != nil {
-		return err
+		if at.VFRestore == nil {
+			return err
+		}
+		// The move put the netdev back, but a VF driver that defers to
+		// the PF kept the PF's new MAC: the PF first, then the netdev
+		// again (abandon puts the PF back once more; that is harmless).
+		return errors.Join(err, p.restoreVF(at), p.host.MoveLinkToHost(at.NetNS, at.IfName, at.Host))
 	}
+	// In the pod from here on: a failure below takes it back out.
+	at.State = checkpoint.InPodAttached
 	at.MAC, at.IPs, err = p.host.PodLinkAddrs(at.NetNS, at.IfName)
 	if err != nil {
 		return fmt.Errorf("read back: %w", err)
 	}
-	at.State = checkpoint.InPodAttached
 	return nil
 }
 
 // abandon undoes the attachments of a failed sandbox and records that;
-// it returns cause. A netdev whose move failed was put back by the move;
-// one not moved yet has only its VF settings to put back.
-func (p *preparer) abandon(ctx context.Context, cp checkpoint.Data, devs []podDevice, cause error) error {
-	for _, pd := range devs {
+// it returns cause. The first tried of devs were attached or tried: a
+// netdev whose move failed was put back by the move, and has only its VF
+// settings to put back; the others were not touched (restoring a VF's MAC
+// on the PF is not harmless: igb then pins it).
+func (p *preparer) abandon(ctx context.Context, cp checkpoint.Data, devs []podDevice, tried int, cause error) error {
+	for i, pd := range devs {
 		d := &cp.Claims[pd.claim].Devices[pd.index]
 		switch {
 		case d.InPod == nil:
+		case i >= tried:
+			d.InPod = nil
 		case d.InPod.State == checkpoint.InPodAttached:
 			if err := p.detachDevice(ctx, d); err != nil {
 				klog.FromContext(ctx).Error(err, "Putting a netdev back after a failed sandbox", "device", d.Name)

@@ -42,6 +42,18 @@ func podNetNode(t *testing.T) (*testNode, string) {
 	return n, hostNS
 }
 
+// podWithNetdev is podNetNode with claim u1 (that network section, that
+// device) prepared for pod-a, and its sandbox sb1 created in a namespace of
+// the test's.
+func podWithNetdev(t *testing.T, network, device string) (n *testNode, hostNS, podNS string) {
+	t.Helper()
+	n, hostNS = podNetNode(t)
+	podNS = simhosttest.Netns(t)
+	require.NoError(t, n.prepareOne(t, podClaim("u1", network, "pod-a", device)).Err)
+	require.NoError(t, n.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS)))
+	return n, hostNS, podNS
+}
+
 const netConfig = `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","network":{%s}}`
 
 // podClaim is claimFor with a network section, reserved for pod.
@@ -160,11 +172,8 @@ func TestSandboxFailureLeavesEveryNetdevOnTheHost(t *testing.T) {
 }
 
 func TestSandboxGoneWhileTheDriverWasDownIsRepaired(t *testing.T) {
-	n, hostNS := podNetNode(t)
-	podNS := simhosttest.Netns(t)
-	require.NoError(t, n.prepareOne(t, podClaim("u1", `"interfaceName":"data0","mac":"02:ab:00:00:00:07","vlan":5`, "pod-a", "pci-0000-3b-02-2")).Err)
+	n, hostNS, podNS := podWithNetdev(t, `"interfaceName":"data0","mac":"02:ab:00:00:00:07","vlan":5`, "pci-0000-3b-02-2")
 	ctx := context.Background()
-	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
 
 	// The sandbox goes while the driver is down: a physical VF returns to
 	// the host's namespace under its pod name (the test moves the veth as
@@ -184,11 +193,8 @@ func TestSandboxGoneWhileTheDriverWasDownIsRepaired(t *testing.T) {
 }
 
 func TestSandboxTheRuntimeNoLongerListsIsRepaired(t *testing.T) {
-	n, hostNS := podNetNode(t)
-	podNS := simhosttest.Netns(t)
-	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":5`, "pod-a", "pci-0000-3b-02-2")).Err)
+	n, hostNS, podNS := podWithNetdev(t, `"vlan":5`, "pci-0000-3b-02-2")
 	ctx := context.Background()
-	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
 
 	n.SandboxesExist(ctx, []nriplugin.Sandbox{sandbox("sb1", "pod-a", podNS)})
 	assert.NotNil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "listed, namespace there: left alone")
@@ -229,11 +235,8 @@ func TestNetworkSectionRefused(t *testing.T) {
 }
 
 func TestNamespaceDirectoryNotVisibleIsNotARemovedNamespace(t *testing.T) {
-	n, hostNS := podNetNode(t)
-	podNS := simhosttest.Netns(t)
-	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":5`, "pod-a", "pci-0000-3b-02-2")).Err)
+	n, hostNS, _ := podWithNetdev(t, `"vlan":5`, "pci-0000-3b-02-2")
 	ctx := context.Background()
-	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
 
 	// The driver restarts in a container that does not see the runtime's
 	// netns directory (a changed mount): it cannot tell the pod is gone.
@@ -254,7 +257,6 @@ func TestNamespaceDirectoryNotVisibleIsNotARemovedNamespace(t *testing.T) {
 // whose one VF netdev moves in and out (real netlink, a veth standing for
 // the VF).
 func BenchmarkSandboxEvents(b *testing.B) {
-	ctx := context.Background()
 	hostNS := simhosttest.Netns(b)
 	simhosttest.Netdev(b, hostNS, "ens1f0v0", vfMAC(0))
 	n := newTestNode(b, nodeOpts{spec: simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 64}}},
@@ -268,15 +270,7 @@ func BenchmarkSandboxEvents(b *testing.B) {
 	}
 	b.Run("pod without netdevs", func(b *testing.B) {
 		sb := sandbox("sb", "plain-pod", "/nonexistent")
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := n.SandboxCreated(ctx, sb); err != nil {
-				b.Fatal(err)
-			}
-			if err := n.SandboxStopped(ctx, sb); err != nil {
-				b.Fatal(err)
-			}
-		}
+		sandboxCycles(b, n, sb)
 	})
 	b.Run("pod with one VF netdev", func(b *testing.B) {
 		podNS := simhosttest.Netns(b)
@@ -284,14 +278,34 @@ func BenchmarkSandboxEvents(b *testing.B) {
 			b.Fatal(res.Err)
 		}
 		sb := sandbox("sb", "my-pod", podNS)
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := n.SandboxCreated(ctx, sb); err != nil {
-				b.Fatal(err)
-			}
-			if err := n.SandboxStopped(ctx, sb); err != nil {
-				b.Fatal(err)
-			}
-		}
+		sandboxCycles(b, n, sb)
 	})
+}
+
+// sandboxCycles creates and stops the sandbox b.N times.
+func sandboxCycles(b *testing.B, n *testNode, sb nriplugin.Sandbox) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := n.SandboxCreated(ctx, sb); err != nil {
+			b.Fatal(err)
+		}
+		if err := n.SandboxStopped(ctx, sb); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestSandboxFailureTouchesNoVFItDidNotTry(t *testing.T) {
+	n, _ := podNetNode(t)
+	podNS := simhosttest.Netns(t)
+	simhosttest.Netdev(t, podNS, "net1", "02:00:00:00:99:98") // the first device's name is taken
+	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":7`, "pod-a", "pci-0000-3b-02-0", "pci-0000-3b-02-1")).Err)
+
+	err := n.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS))
+	require.ErrorContains(t, err, "device pci-0000-3b-02-0 (ens1f0v0): rename to net1:")
+	vf, err := n.h.VF("ens1f0", 0)
+	require.NoError(t, err)
+	assert.Equal(t, 0, vf.VLAN, "the tried VF's VLAN put back")
+	assert.NoFileExists(t, n.h.VFStatePath("ens1f0", 1), "the PF was never asked to change VF 1, not even to put it back")
 }
