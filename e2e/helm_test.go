@@ -212,7 +212,7 @@ func TestHelmReleaseWithNRI(t *testing.T) {
 	assert.Regexp(t, fmt.Sprintf(`\d+: net1[:@].*link/ether %s`, nriVFMAC(vf)), logs)
 	assert.Regexp(t, `net1\s+inet 10\.78\.0\.5/24`, logs)
 	deletePodAndWaitUnprepared(ctx, t, wl, "net", claimUID(ctx, t, wl, "net"))
-	assert.NotNil(t, hostLink(t, fmt.Sprintf("%sv%d", nriPF, vf)), "the netdev is back on the host")
+	assert.Equal(t, nriVFMAC(vf), hostMAC(t, fmt.Sprintf("%sv%d", nriPF, vf)), "the netdev is back on the host")
 }
 
 // assertGone checks that each object is not found in the apiserver.

@@ -92,11 +92,7 @@ func TestMigrationWalk(t *testing.T) {
 	never(t, func() bool { return podRunning(ctx, t, ns, "third") }, 3*time.Second, 200*time.Millisecond,
 		"the third pod runs while the first pod holds the only other device")
 	require.NoError(t, cluster.Client.CoreV1().Pods(ns).Delete(ctx, "first", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
-	var logs string
-	require.Eventually(t, func() bool {
-		logs, _ = framework.ContainerLog(cluster, ns, "third", "main")
-		return strings.Contains(logs, "DONE\n")
-	}, 90*time.Second, 200*time.Millisecond, "%s", framework.DescribePod(ctx, cluster.Client, ns, "third"))
+	logs := waitLog(ctx, t, ns, "third", "DONE\n")
 	assert.Equal(t, first, migNetDevice(t, logs), "the third pod gets the device the first released")
 
 	// Step 3: a claim with CEL on the converted class: the second pod's

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/e2e/framework"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
 // The NRI tier: the simulated host's PF sdte0 has four iavf VFs whose
@@ -53,32 +53,14 @@ func nriVF(t *testing.T, device string) int {
 func nriNetdevs(t *testing.T) {
 	t.Helper()
 	for i := range 4 {
-		name := fmt.Sprintf("%sv%d", nriPF, i)
-		_ = exec.Command("ip", "link", "del", name).Run() // a run that was killed
-		out, err := exec.Command("ip", "link", "add", name, "address", nriVFMAC(i), "type", "veth", "peer", "name", name+"p").CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		out, err = exec.Command("ip", "link", "set", name, "up").CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+		simhosttest.Netdev(t, "", fmt.Sprintf("%sv%d", nriPF, i), nriVFMAC(i))
 	}
 }
 
-// hostLink is a netdev of the host's namespace, or nil.
-func hostLink(t *testing.T, name string) *struct {
-	Address string `json:"address"`
-} {
-	out, err := exec.Command("ip", "-j", "link", "show", name).Output()
-	if err != nil {
-		return nil
-	}
-	var l []struct {
-		Address string `json:"address"`
-	}
-	require.NoError(t, json.Unmarshal(out, &l))
-	if len(l) == 0 {
-		return nil
-	}
-	return &l[0]
+// hostMAC is the MAC of the host's netdev name, "" when it has none of
+// that name.
+func hostMAC(t *testing.T, name string) string {
+	return simhosttest.Links(t, "")[name].Address
 }
 
 func nriConnections(d *driverProcess) int {
@@ -143,7 +125,7 @@ func TestNRI(t *testing.T) {
 		require.Len(t, dev, 1)
 		vf := nriVF(t, dev[0])
 		hostName := fmt.Sprintf("%sv%d", nriPF, vf)
-		assert.Nil(t, hostLink(t, hostName), "%s left the host's namespace", hostName)
+		assert.Empty(t, hostMAC(t, hostName), "%s left the host's namespace", hostName)
 		assert.Equal(t, host.VFState{MAC: "02:5d:aa:00:00:01", VLAN: 42, SpoofChk: true}, vfState(t, h, vf), "set through the (simulated) PF")
 
 		var status *resourceapi.NetworkDeviceData
@@ -158,10 +140,8 @@ func TestNRI(t *testing.T) {
 		assert.Equal(t, &resourceapi.NetworkDeviceData{InterfaceName: "net1", HardwareAddress: "02:5d:aa:00:00:01",
 			IPs: []string{"10.77.0.5/24", "fd00:77::5/64"}}, status)
 
-		deletePodAndWaitUnprepared(ctx, t, ns, "one", (claimUID(ctx, t, ns, "one")))
-		back := hostLink(t, hostName)
-		require.NotNil(t, back, "%s is back in the host's namespace", hostName)
-		assert.Equal(t, nriVFMAC(vf), back.Address)
+		deletePodAndWaitUnprepared(ctx, t, ns, "one", claimUID(ctx, t, ns, "one"))
+		assert.Equal(t, nriVFMAC(vf), hostMAC(t, hostName), "%s is back in the host's namespace with its MAC", hostName)
 		assert.Equal(t, host.VFState{MAC: "00:00:00:00:00:00", SpoofChk: true}, vfState(t, h, vf), "PF settings put back")
 	})
 
@@ -186,10 +166,10 @@ func TestNRI(t *testing.T) {
 			assert.Len(t, regexp.MustCompile(`\d+: net\d`).FindAllString(logs, -1), 2, "pod %s has exactly two of them", name)
 		}
 		for _, name := range []string{"a", "b"} {
-			deletePodAndWaitUnprepared(ctx, t, ns, "two-"+name, (claimUID(ctx, t, ns, "two-"+name)))
+			deletePodAndWaitUnprepared(ctx, t, ns, "two-"+name, claimUID(ctx, t, ns, "two-"+name))
 		}
 		for i := range 4 {
-			assert.NotNil(t, hostLink(t, fmt.Sprintf("%sv%d", nriPF, i)), "VF %d's netdev is back", i)
+			assert.NotEmpty(t, hostMAC(t, fmt.Sprintf("%sv%d", nriPF, i)), "VF %d's netdev is back", i)
 		}
 	})
 
@@ -202,7 +182,7 @@ func TestNRI(t *testing.T) {
 		claim := netClaim(ns, "after", "e2e-nri", 1, `"interfaceName":"data0"`)
 		logs := runUntilDone(ctx, t, ns, podWithClaims(ns, "after", showLinks, "after"), claim)
 		assert.Regexp(t, `\d+: data0[:@]`, logs)
-		deletePodAndWaitUnprepared(ctx, t, ns, "after", (claimUID(ctx, t, ns, "after")))
+		deletePodAndWaitUnprepared(ctx, t, ns, "after", claimUID(ctx, t, ns, "after"))
 	})
 
 	t.Run("kill -9 while the pod runs: repaired at start-up", func(t *testing.T) {
@@ -229,24 +209,22 @@ func TestNRI(t *testing.T) {
 		require.NoError(t, cluster.Client.CoreV1().Pods(ns).Delete(ctx, "crash", metav1.DeleteOptions{}))
 		require.Eventually(t, func() bool { _, err := os.Stat(netns); return os.IsNotExist(err) }, 60*time.Second, 200*time.Millisecond,
 			"the sandbox's namespace was not removed")
-		require.NotNil(t, hostLink(t, "net1"), "the netdev is on the host under its pod name")
+		require.NotEmpty(t, hostMAC(t, "net1"), "the netdev is on the host under its pod name")
 
 		d = startNRIDriver(t, h)
 		require.Eventually(t, func() bool {
 			b, _ := os.ReadFile(d.log)
-			return strings.Contains(string(b), "Repairing the netdev of a sandbox that is gone")
+			return regexp.MustCompile(`"Netdev back on the host".*repair="sandbox gone"`).Match(b)
 		}, 10*time.Second, 100*time.Millisecond, "start-up repairs the netdev; log %s", d.log)
-		deletePodAndWaitUnprepared(ctx, t, ns, "crash", (claimUID(ctx, t, ns, "crash")))
-		back := hostLink(t, fmt.Sprintf("%sv%d", nriPF, vf))
-		require.NotNil(t, back, "renamed back")
-		assert.Equal(t, nriVFMAC(vf), back.Address)
-		assert.Nil(t, hostLink(t, "net1"))
+		deletePodAndWaitUnprepared(ctx, t, ns, "crash", claimUID(ctx, t, ns, "crash"))
+		assert.Equal(t, nriVFMAC(vf), hostMAC(t, fmt.Sprintf("%sv%d", nriPF, vf)), "renamed back, its MAC put back")
+		assert.Empty(t, hostMAC(t, "net1"))
 		assert.Equal(t, host.VFState{MAC: "00:00:00:00:00:00", SpoofChk: true}, vfState(t, h, vf), "PF settings put back")
 	})
 
 	// Nothing of the test's is left in a pod.
 	for i := range 4 {
-		assert.NotNil(t, hostLink(t, fmt.Sprintf("%sv%d", nriPF, i)), "VF %d's netdev on the host at the end", i)
+		assert.NotEmpty(t, hostMAC(t, fmt.Sprintf("%sv%d", nriPF, i)), "VF %d's netdev on the host at the end", i)
 	}
 }
 
@@ -255,16 +233,4 @@ func claimUID(ctx context.Context, t *testing.T, ns, name string) string {
 	c, err := cluster.Client.ResourceV1().ResourceClaims(ns).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
 	return string(c.UID)
-}
-
-// waitLog waits until the pod's main container logged marker.
-func waitLog(ctx context.Context, t *testing.T, ns, pod, marker string) string {
-	t.Helper()
-	var logs string
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
-		logs, _ = framework.ContainerLog(cluster, ns, pod, "main")
-		return strings.Contains(logs, marker), nil
-	})
-	require.NoError(t, err, "%s\nlog:\n%s", framework.DescribePod(ctx, cluster.Client, ns, pod), logs)
-	return logs
 }

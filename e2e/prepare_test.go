@@ -70,13 +70,20 @@ func runUntilDone(ctx context.Context, t *testing.T, ns string, pod *corev1.Pod,
 	start := time.Now()
 	_, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	require.NoError(t, err)
-	var logs string
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
-		logs, _ = framework.ContainerLog(cluster, ns, pod.Name, "main")
-		return strings.Contains(logs, "DONE\n"), nil
-	})
-	require.NoError(t, err, "%s\nlog:\n%s", framework.DescribePod(ctx, cluster.Client, ns, pod.Name), logs)
+	logs := waitLog(ctx, t, ns, pod.Name, "DONE\n")
 	t.Logf("pod %s ran its script %s after creation", pod.Name, time.Since(start).Round(time.Millisecond))
+	return logs
+}
+
+// waitLog waits until the pod's main container logged marker.
+func waitLog(ctx context.Context, t *testing.T, ns, pod, marker string) string {
+	t.Helper()
+	var logs string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
+		logs, _ = framework.ContainerLog(cluster, ns, pod, "main")
+		return strings.Contains(logs, marker), nil
+	})
+	require.NoError(t, err, "%s\nlog:\n%s", framework.DescribePod(ctx, cluster.Client, ns, pod), logs)
 	return logs
 }
 

@@ -102,12 +102,12 @@ type Driver struct {
 	shim   *deviceplugin.Manager
 	health *healthState
 	// published is set once the first desired pool is in the API;
-	// registration and state once the DRA side runs. The health endpoints
+	// registration, state and nri once the DRA side runs. The health endpoints
 	// read them from their own goroutines.
 	published    atomic.Bool
 	registration atomic.Pointer[kubeletplugin.Helper]
 	state        atomic.Pointer[nodeState]
-	nri          *nriplugin.Plugin
+	nri          atomic.Pointer[nriplugin.Plugin]
 	dra          bool
 	metrics      *metrics.Metrics
 	cancel       context.CancelCauseFunc
@@ -219,7 +219,7 @@ func (d *Driver) ready() error {
 		if !d.published.Load() {
 			return errors.New("devices not published yet")
 		}
-		if d.nri != nil && !d.nri.Connected() {
+		if nri := d.nri.Load(); nri != nil && !nri.Connected() {
 			return errors.New("not connected to the container runtime's NRI")
 		}
 	}
@@ -299,18 +299,20 @@ func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) erro
 	if err := d.prep.recover(ctx); err != nil {
 		return fmt.Errorf("recover prepared claims: %w", err)
 	}
-	if cfg.NRISocket != "" {
-		d.nri = nriplugin.New(nriplugin.Config{Socket: cfg.NRISocket, Name: cfg.DriverName, Index: "10",
-			OnConnected:    func() { d.metrics.NRIConnected.Set(1) },
-			OnDisconnected: func(error) { d.metrics.NRIConnected.Set(0) }}, d.prep)
-		d.prep.nri = d.nri
-		go d.nri.Run(ctx)
-	}
 	// Discover before registering, so that the first prepare finds the
 	// devices; publishing runs in the background and never holds anything
 	// up, whether or not the API server answers.
 	if _, err := d.pub.sync(ctx); err != nil {
 		return fmt.Errorf("first discovery: %w", err)
+	}
+	// After the first discovery: a sandbox event needs the devices' netdevs.
+	if cfg.NRISocket != "" {
+		nri := nriplugin.New(nriplugin.Config{Socket: cfg.NRISocket, Name: cfg.DriverName, Index: "10",
+			OnConnected:    func() { d.metrics.NRIConnected.Set(1) },
+			OnDisconnected: func() { d.metrics.NRIConnected.Set(0) }}, d.prep)
+		d.prep.nri = nri
+		d.nri.Store(nri)
+		go nri.Run(ctx)
 	}
 	go d.slices.Run(ctx)
 	d.prep.lookups.start(ctx)

@@ -212,29 +212,17 @@ func (p *preparer) restoreVF(at *checkpoint.InPod) error {
 // finds nothing to do.
 func (p *preparer) SandboxStopped(ctx context.Context, sb nriplugin.Sandbox) error {
 	held := func(at *checkpoint.InPod) bool { return at.SandboxID == sb.ID }
-	if !p.mayHave(func(cp checkpoint.Data) bool { return anyInPod(cp, held) }) {
+	if !p.mayHave(func(cp checkpoint.Data) bool { return len(inPod(cp, held)) > 0 }) {
 		return nil
 	}
 	return p.detachWhere(ctx, held)
 }
 
-// mayHave reads the checkpoint without the lock (it is replaced whole,
-// never half written) and reports whether want holds; an unreadable one
-// may hold anything.
+// mayHave reads the checkpoint without the lock and reports whether want
+// holds; an unreadable one may hold anything.
 func (p *preparer) mayHave(want func(checkpoint.Data) bool) bool {
-	cp, _, err := checkpoint.Load(p.state.path, p.state.bootID)
+	cp, err := p.state.peek()
 	return err != nil || want(cp)
-}
-
-func anyInPod(cp checkpoint.Data, match func(*checkpoint.InPod) bool) bool {
-	for _, c := range cp.Claims {
-		for i := range c.Devices {
-			if at := c.Devices[i].InPod; at != nil && match(at) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // SandboxesExist repairs, when the runtime (re)connects, what sandboxes
@@ -245,46 +233,27 @@ func (p *preparer) SandboxesExist(ctx context.Context, all []nriplugin.Sandbox) 
 	for _, sb := range all {
 		listed[sb.ID] = true
 	}
-	cp, unlock, err := p.lockState(ctx)
-	if err != nil {
+	ctx = repairing(ctx)
+	if err := p.detachWhere(ctx, gone(listed)); err != nil {
 		klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
-		return
-	}
-	defer unlock()
-	if p.repairGone(ctx, cp, listed) {
-		if err := p.state.save(cp); err != nil {
-			klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
-		}
 	}
 }
 
-// repairGone puts back the netdevs of sandboxes that are gone: stopped
-// while the driver was down (their network namespace is removed at stop,
-// though the runtime lists a stopped sandbox until it is removed), not
-// listed by the runtime (listed nil: not known), or left half attached by
-// a crash. It reports whether it changed cp; call it with the lock held.
-func (p *preparer) repairGone(ctx context.Context, cp checkpoint.Data, listed map[string]bool) bool {
-	var done []podDevice
-	for uid, c := range cp.Claims {
-		for i := range c.Devices {
-			d := &c.Devices[i]
-			at := d.InPod
-			if at == nil {
-				continue
-			}
-			gone := at.State != checkpoint.InPodAttached || namespaceGone(at.NetNS) || (listed != nil && !listed[at.SandboxID])
-			if !gone {
-				continue
-			}
-			klog.FromContext(ctx).Info("Repairing the netdev of a sandbox that is gone", "device", d.Name, "pod", at.Pod, "sandbox", at.SandboxID, "state", at.State)
-			if err := p.detachDevice(ctx, d); err != nil {
-				klog.FromContext(ctx).Error(err, "Repairing the netdev of a sandbox that is gone", "device", d.Name, "pod", at.Pod)
-			}
-			done = append(done, podDevice{claim: uid, index: i})
-		}
+// repairing marks what is put back for sandboxes that went while the
+// driver did not hear of it, in the log ("Netdev back on the host" with
+// repair="sandbox gone").
+func repairing(ctx context.Context) context.Context {
+	return klog.NewContext(ctx, klog.FromContext(ctx).WithValues("repair", "sandbox gone"))
+}
+
+// gone matches the records of sandboxes that are gone: stopped while the
+// driver was down (their network namespace is removed at stop, though the
+// runtime lists a stopped sandbox until it is removed), not listed by the
+// runtime (listed nil: not known), or left half attached by a crash.
+func gone(listed map[string]bool) func(*checkpoint.InPod) bool {
+	return func(at *checkpoint.InPod) bool {
+		return at.State != checkpoint.InPodAttached || namespaceGone(at.NetNS) || (listed != nil && !listed[at.SandboxID])
 	}
-	p.setStatuses(cp, done)
-	return len(done) > 0
 }
 
 // detachWhere puts back every netdev whose record matches.
@@ -294,28 +263,40 @@ func (p *preparer) detachWhere(ctx context.Context, match func(*checkpoint.InPod
 		return err
 	}
 	defer unlock()
+	done, err := p.detachIn(ctx, cp, match)
+	if len(done) == 0 {
+		return err
+	}
+	return errors.Join(err, p.state.save(cp))
+}
+
+// detachIn puts back, in cp, every netdev whose record matches, and asks
+// for the status of their claims; it returns those it tried. Call it with
+// the lock held.
+func (p *preparer) detachIn(ctx context.Context, cp checkpoint.Data, match func(*checkpoint.InPod) bool) ([]podDevice, error) {
+	done := inPod(cp, match)
 	var errs []error
-	var done []podDevice
-	for uid, c := range cp.Claims {
-		for i := range c.Devices {
-			d := &c.Devices[i]
-			if d.InPod == nil || !match(d.InPod) {
-				continue
-			}
-			if err := p.detachDevice(ctx, d); err != nil {
-				errs = append(errs, fmt.Errorf("device %s: %w", d.Name, err))
-			}
-			done = append(done, podDevice{claim: uid, index: i})
+	for _, pd := range done {
+		d := &cp.Claims[pd.claim].Devices[pd.index]
+		if err := p.detachDevice(ctx, d); err != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", d.Name, err))
 		}
 	}
-	if len(done) == 0 {
-		return errors.Join(errs...)
-	}
-	if err := p.state.save(cp); err != nil {
-		errs = append(errs, err)
-	}
 	p.setStatuses(cp, done)
-	return errors.Join(errs...)
+	return done, errors.Join(errs...)
+}
+
+// inPod locates the records of netdevs in pods that match.
+func inPod(cp checkpoint.Data, match func(*checkpoint.InPod) bool) []podDevice {
+	var out []podDevice
+	for uid, c := range cp.Claims {
+		for i := range c.Devices {
+			if at := c.Devices[i].InPod; at != nil && match(at) {
+				out = append(out, podDevice{claim: uid, index: i})
+			}
+		}
+	}
+	return out
 }
 
 // detachDevice moves a device's netdev back to the host as it was and puts

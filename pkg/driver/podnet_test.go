@@ -74,8 +74,7 @@ func TestNetdevIntoPodAndBack(t *testing.T) {
 	c := podClaim("u1", `"interfaceName":"net1","mac":"02:AB:00:00:00:01","vlan":100,"vlanQoS":2,"mtu":9000,
 		"addresses":["10.56.0.5/24","fd00:56::5/64"],"routes":[{"destination":"10.57.0.0/16","gateway":"10.56.0.1"}]`, "pod-a", "pci-0000-3b-02-1")
 	require.NoError(t, n.prepareOne(t, c).Err)
-	_, inPod := n.checkpoint(t).Claims["u1"].Devices[0].Network, n.checkpoint(t).Claims["u1"].Devices[0].InPod
-	assert.Nil(t, inPod, "prepare moves nothing")
+	assert.Nil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "prepare moves nothing")
 
 	ctx := context.Background()
 	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))

@@ -51,7 +51,9 @@ func (p *preparer) recover(ctx context.Context) error {
 		delete(cp.Claims, uid)
 	}
 	p.adoptSpecs(ctx, &cp)
-	p.repairGone(ctx, cp, nil)
+	if _, err := p.detachIn(repairing(ctx), cp, gone(nil)); err != nil {
+		klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
+	}
 	return p.state.save(cp)
 }
 

@@ -70,6 +70,14 @@ func (s *nodeState) load(ctx context.Context) (checkpoint.Data, error) {
 	return d, nil
 }
 
+// peek reads the checkpoint without the lock: the file is replaced whole,
+// never half written, so what it returns was true a moment ago. For
+// questions whose answer is checked again under the lock, or is advice.
+func (s *nodeState) peek() (checkpoint.Data, error) {
+	d, _, err := checkpoint.Load(s.path, s.bootID)
+	return d, err
+}
+
 // save writes the checkpoint durably; call it with the lock held.
 func (s *nodeState) save(d checkpoint.Data) error {
 	if err := checkpoint.Save(s.path, d); err != nil {

@@ -122,7 +122,7 @@ func (p *preparer) warnVanished(ctx context.Context, inv *discovery.Inventory) {
 	if inv == nil {
 		return
 	}
-	cp, _, err := checkpoint.Load(p.state.path, p.state.bootID)
+	cp, err := p.state.peek()
 	if err != nil {
 		return // reported by prepare and unprepare
 	}

@@ -48,7 +48,7 @@ type Config struct {
 	// OnConnected and OnDisconnected report the connection (metrics,
 	// readiness); either may be nil.
 	OnConnected    func()
-	OnDisconnected func(error)
+	OnDisconnected func()
 }
 
 // Plugin is the NRI plugin; Connected tells whether it is registered with
@@ -57,7 +57,8 @@ type Plugin struct {
 	cfg       Config
 	handler   Handler
 	connected atomic.Bool
-	ctx       context.Context
+	// logger is Run's, for the runtime's calls (set before any comes).
+	logger klog.Logger
 }
 
 // New returns a plugin that calls h.
@@ -80,7 +81,7 @@ const (
 func (p *Plugin) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithName("nri")
 	ctx = klog.NewContext(ctx, logger)
-	p.ctx = ctx
+	p.logger = logger
 	delay := minRetry
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -90,7 +91,7 @@ func (p *Plugin) Run(ctx context.Context) {
 			return
 		}
 		if p.cfg.OnDisconnected != nil {
-			p.cfg.OnDisconnected(err)
+			p.cfg.OnDisconnected()
 		}
 		if time.Since(start) > maxRetry {
 			delay = minRetry
@@ -154,10 +155,7 @@ func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) erro
 
 // context carries the plugin's logger into a runtime call's context.
 func (p *Plugin) context(ctx context.Context) context.Context {
-	if p.ctx == nil {
-		return ctx
-	}
-	return klog.NewContext(ctx, klog.FromContext(p.ctx))
+	return klog.NewContext(ctx, p.logger)
 }
 
 func sandboxOf(pod *api.PodSandbox) Sandbox {

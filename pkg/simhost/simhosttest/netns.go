@@ -36,6 +36,14 @@ func Netns(tb testing.TB) string {
 // NsName is the name ip knows a namespace path by.
 func NsName(path string) string { return filepath.Base(path) }
 
+// in runs ip args in the namespace at nsPath ("": the test's own).
+func in(nsPath string, args ...string) []string {
+	if nsPath == "" {
+		return args
+	}
+	return append([]string{"-n", NsName(nsPath)}, args...)
+}
+
 // IP runs ip and returns its output, failing the test on an error.
 func IP(tb testing.TB, args ...string) string {
 	tb.Helper()
@@ -46,13 +54,19 @@ func IP(tb testing.TB, args ...string) string {
 	return string(out)
 }
 
-// Netdev adds a netdev called name with that MAC to the namespace, up: a
-// veth end whose peer (name+"p") stays down, since kernels without the
-// dummy driver exist (this project's CI machine runs one).
+// Netdev adds a netdev called name with that MAC to the namespace at
+// nsPath ("": the test's own, where it is removed when the test ends), up:
+// a veth end whose peer (name+"p") stays down, since kernels without the
+// dummy driver exist (this project's CI machine runs one). A netdev of that
+// name left by a killed run is replaced.
 func Netdev(tb testing.TB, nsPath, name, mac string) {
 	tb.Helper()
-	IP(tb, "-n", NsName(nsPath), "link", "add", name, "address", mac, "mtu", "1500", "type", "veth", "peer", "name", name+"p")
-	IP(tb, "-n", NsName(nsPath), "link", "set", name, "up")
+	_ = exec.Command("ip", in(nsPath, "link", "del", name)...).Run()
+	IP(tb, in(nsPath, "link", "add", name, "address", mac, "mtu", "1500", "type", "veth", "peer", "name", name+"p")...)
+	IP(tb, in(nsPath, "link", "set", name, "up")...)
+	if nsPath == "" {
+		tb.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	}
 }
 
 // Link is a netdev as `ip -j addr show` reports it.
@@ -76,11 +90,12 @@ func (l Link) Addresses() []string {
 	return out
 }
 
-// Links lists the namespace's netdevs by name.
+// Links lists the netdevs of the namespace at nsPath ("": the test's
+// own) by name.
 func Links(tb testing.TB, nsPath string) map[string]Link {
 	tb.Helper()
 	var list []Link
-	out := IP(tb, "-n", NsName(nsPath), "-j", "addr", "show")
+	out := IP(tb, in(nsPath, "-j", "addr", "show")...)
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		tb.Fatalf("decode ip's output: %v", err)
 	}
