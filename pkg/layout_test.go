@@ -45,7 +45,7 @@ var allowed = map[string][]string{
 		"pkg/prepare", "pkg/resourceslices", "pkg/selector", "pkg/slicesync", "pkg/deviceplugin", "pkg/health", "pkg/metrics", "pkg/nriplugin"},
 	"pkg/simhost":             {"pkg/host"},
 	"pkg/simhost/simhosttest": {"pkg/simhost"},
-	"cmd/sriov-dra": {"api/classic/v1", "pkg/convert", "pkg/discovery", "pkg/driver", "pkg/host", "pkg/resourceslices",
+	"cmd/sriov-dra": {"api/classic/v1", "api/netconfig/v1alpha1", "pkg/convert", "pkg/discovery", "pkg/driver", "pkg/host", "pkg/resourceslices",
 		"pkg/selector", "pkg/simhost", "pkg/deviceplugin", "pkg/health"},
 	"e2e/framework":       {"pkg/ociimage"},
 	"e2e/cmd/e2e-cluster": {"e2e/framework"},

@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
+	netconfig "github.com/sriov-dra/sriov-dra/api/netconfig/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/driver"
 )
@@ -51,6 +52,7 @@ func runDaemon(ctx context.Context, args []string, _, _ io.Writer) error {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this host:port (e.g. :8080); empty is off")
 	fs.BoolVar(&cfg.Profiling, "profiling", false, "serve Go's /debug/pprof/ on --health-socket (heap and CPU profiles of the running daemon: curl --unix-socket SOCK http://x/debug/pprof/heap)")
 	fs.StringVar(&cfg.HealthSocket, "health-socket", "", "serve /healthz and /readyz on this Unix socket, for `sriov-dra probe` (e.g. /run/sriov-dra/health.sock); empty is off")
+	allowedDrivers := fs.String("allowed-drivers", "vfio-pci", "kernel drivers a DeviceClass's (or a granted claim's) NetConfig may bind a device to for a claim's lifetime, comma-separated; empty allows none")
 	nri := fs.Bool("nri", false, "move the netdevs of devices whose NetConfig has a network section into their pods through the container runtime's NRI (containerd with NRI enabled), and set them up there: no Multus needed")
 	nriSocket := fs.String("nri-socket", "/var/run/nri/nri.sock", "the container runtime's NRI socket (with --nri)")
 	if err := parseFlags(fs, args); err != nil {
@@ -74,6 +76,11 @@ func runDaemon(ctx context.Context, args []string, _, _ io.Writer) error {
 		}
 		cfg.NRISocket = *nriSocket
 	}
+	drivers, err := driverList(*allowedDrivers)
+	if err != nil {
+		return err
+	}
+	cfg.AllowedDrivers = drivers
 	if *legacy != "" {
 		cfg.LegacyResources = strings.Split(*legacy, ",")
 	}
@@ -95,6 +102,21 @@ func runDaemon(ctx context.Context, args []string, _, _ io.Writer) error {
 	}
 	cfg.Host = h
 	return driver.Run(ctx, cfg)
+}
+
+// driverList reads --allowed-drivers: names a kernel driver could have.
+func driverList(s string) ([]string, error) {
+	var out []string
+	for d := range strings.SplitSeq(s, ",") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		if !netconfig.IsDriverName(d) {
+			return nil, fmt.Errorf("--allowed-drivers: %q is not a kernel driver name", d)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 func loadKubeconfig(path string) (*rest.Config, error) {

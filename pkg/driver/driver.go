@@ -88,6 +88,9 @@ type Config struct {
 	// and moves the netdevs of devices whose config has a network section
 	// into their pods.
 	NRISocket string
+	// AllowedDrivers are the kernel drivers a NetConfig may bind a device to
+	// (--allowed-drivers); a rebind to any other is refused at prepare.
+	AllowedDrivers []string
 }
 
 // DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
@@ -366,7 +369,7 @@ func newPreparer(cfg Config, pub *publisher, m *metrics.Metrics) *preparer {
 	return &preparer{
 		metrics:    m,
 		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: cfg.DevInfoDir,
-		host: cfg.Host, pluginDir: cfg.PluginDir, devices: pub,
+		host: cfg.Host, pluginDir: cfg.PluginDir, devices: pub, allowedDrivers: cfg.AllowedDrivers,
 		state:   newNodeState(cfg.PluginDir, cfg.Host.BootID()),
 		lookups: newLookups(cfg.KubeClient, cfg.NodeName),
 		status:  newStatusWriter(cfg.KubeClient, cfg.DriverName),

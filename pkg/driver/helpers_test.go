@@ -53,7 +53,7 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	h, err := simhost.OpenWith(filepath.Join(root, "host"), host.Options{NetNS: o.netNS})
 	require.NoError(t, err)
 	cfg := Config{DriverName: testDriver, NodeName: "node", Host: h, CDIRoot: filepath.Join(root, "cdi"),
-		PluginDir: filepath.Join(root, "plugin"), DevInfoDir: filepath.Join(root, "devinfo")}
+		PluginDir: filepath.Join(root, "plugin"), DevInfoDir: filepath.Join(root, "devinfo"), AllowedDrivers: []string{"vfio-pci"}}
 	if o.config != "" {
 		cfg.ConfigPath = filepath.Join(root, "config.json")
 		require.NoError(t, os.WriteFile(cfg.ConfigPath, []byte(o.config), 0o644))

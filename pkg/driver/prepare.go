@@ -66,6 +66,8 @@ type preparer struct {
 	vanished map[string]bool
 	// nri is set when netdevs are moved into pods (--nri).
 	nri runtimeLink
+	// allowedDrivers are the drivers a config may rebind to (--allowed-drivers).
+	allowedDrivers []string
 }
 
 // Prepare prepares claims (the kubelet's NodePrepareResources). The API is
@@ -77,7 +79,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		p.metrics.PrepareDuration.Observe(time.Since(start).Seconds())
 		klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start))
 	}()
-	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName, PodNetwork: p.nri != nil,
+	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName, PodNetwork: p.nri != nil, AllowedDrivers: p.allowedDrivers,
 		Classes: p.lookups.deviceClasses(ctx, prepare.ClassNames(claims)), Pods: p.lookups.claimPods(ctx, claims)}
 	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
@@ -108,6 +110,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 	if err != nil {
 		return nil, err
 	}
+	logGrants(ctx, plans)
 	// Record intent, and the drivers to restore, before touching anything.
 	for i := range plans {
 		if plans[i].Err == nil {
@@ -179,6 +182,19 @@ func (p *preparer) resolve(ctx context.Context, in prepare.Input) ([]prepare.Cla
 	}
 	p.needRuntime(plans)
 	return plans, nil
+}
+
+// logGrants says which class-only fields claims set because their class
+// grants them: a tenant reconfiguring the node is worth a line at V(0).
+func logGrants(ctx context.Context, plans []prepare.ClaimPlan) {
+	for _, pl := range plans {
+		for _, d := range pl.Devices {
+			if pl.Err == nil && len(d.Granted) > 0 {
+				klog.FromContext(ctx).Info("Claim sets fields its DeviceClass grants it", "claim", klog.KObj(pl.Claim),
+					"request", d.Request, "device", d.Device.Name, "fields", d.Granted)
+			}
+		}
+	}
 }
 
 // needRuntime fails the plans that move a netdev into a pod while the

@@ -13,11 +13,12 @@ import (
 // requestConfig merges the opaque NetConfigs that apply to a request: the
 // DeviceClass configs first, then the claim's, each only where it names the
 // request, its parent request (for a firstAvailable subrequest) or none.
+// A claim's config may set a class-only field only where the class configs
+// grant it (claimMaySet); granted lists those it does set.
 // Errors name the config as the user wrote it: "claim config[1]" is
 // spec.devices.config[1] of the claim, "class sriov-dpdk config[0]" is
 // spec.config[0] of that DeviceClass.
-func requestConfig(driverName string, c *resourceapi.ResourceClaim, request string) (netconfig.NetConfig, error) {
-	var out netconfig.NetConfig
+func requestConfig(driverName string, c *resourceapi.ResourceClaim, request string) (out netconfig.NetConfig, granted []string, err error) {
 	base, _, _ := strings.Cut(request, "/")
 	all := c.Status.Allocation.Devices.Config
 	for _, source := range []resourceapi.AllocationConfigSource{resourceapi.AllocationConfigSourceClass, resourceapi.AllocationConfigSourceClaim} {
@@ -30,12 +31,22 @@ func requestConfig(driverName string, c *resourceapi.ResourceClaim, request stri
 			}
 			nc, err := netconfig.Decode(cfg.Opaque.Parameters.Raw)
 			if err != nil {
-				return out, fmt.Errorf("%s: %w", configName(c, all, i), err)
+				return out, nil, fmt.Errorf("%s: %w", configName(c, all, i), err)
+			}
+			if source == resourceapi.AllocationConfigSourceClaim {
+				// The grants are those of the class configs the scheduler
+				// copied at allocation, merged into out before any claim's.
+				used, err := netconfig.CheckClaim(nc, requestClass(c, request), out.ClaimMaySet)
+				if err != nil {
+					return out, nil, fmt.Errorf("%s: %w", configName(c, all, i), err)
+				}
+				granted = append(granted, used...)
 			}
 			out = out.Merge(nc)
 		}
 	}
-	return out, nil
+	slices.Sort(granted)
+	return out, slices.Compact(granted), nil
 }
 
 // configName names the i-th allocation config by where the user wrote it:

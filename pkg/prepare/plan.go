@@ -3,6 +3,8 @@ package prepare
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
@@ -41,6 +43,9 @@ type Input struct {
 	// PodNetwork is set when the driver moves netdevs into pods (--nri);
 	// without it a config's network section is refused.
 	PodNetwork bool
+	// AllowedDrivers are the drivers a config may bind a device to (the
+	// admin's --allowed-drivers); a rebind to any other is refused.
+	AllowedDrivers []string
 }
 
 // DevicePlan is one allocated device and what it is prepared with.
@@ -51,6 +56,9 @@ type DevicePlan struct {
 	// Device is the device as the plan saw it, before any rebind.
 	Device  discovery.Device
 	Options Options
+	// Granted are the class-only fields the claim's config set because its
+	// DeviceClass grants them (claimMaySet): the caller logs them.
+	Granted []string
 }
 
 // Rebind reports the driver the device must be bound to for the
@@ -109,7 +117,7 @@ func (in *Input) resolveClaim(c *resourceapi.ResourceClaim) ([]DevicePlan, error
 		if !ok {
 			return nil, fmt.Errorf("device %s: %w", r.Device, ErrUnknownDevice)
 		}
-		cfg, err := requestConfig(in.DriverName, c, r.Request)
+		cfg, granted, err := requestConfig(in.DriverName, c, r.Request)
 		if err != nil {
 			return nil, err
 		}
@@ -121,10 +129,10 @@ func (in *Input) resolveClaim(c *resourceapi.ResourceClaim) ([]DevicePlan, error
 		}
 		if r.AdminAccess != nil && *r.AdminAccess {
 			// Admin access shares a device another claim may be using:
-			// it must not be reconfigured.
-			cfg.Driver = ""
+			// it must not be reconfigured or taken from its pod.
+			cfg.Driver, cfg.Network = "", nil
 		}
-		dp := DevicePlan{Request: r.Request, Pool: r.Pool, Device: d, Options: in.optionsFor(&d, cfg, fallback)}
+		dp := DevicePlan{Request: r.Request, Pool: r.Pool, Device: d, Options: in.optionsFor(&d, cfg, fallback), Granted: granted}
 		if err := in.checkRebind(&dp); err != nil {
 			return nil, err
 		}
@@ -158,6 +166,9 @@ func (in *Input) checkRebind(dp *DevicePlan) error {
 		return nil
 	}
 	d := &dp.Device
+	if !slices.Contains(in.AllowedDrivers, driver) {
+		return fmt.Errorf("device %s: driver %q is not allowed on this node (--allowed-drivers=%s)", d.Name, driver, strings.Join(in.AllowedDrivers, ","))
+	}
 	if d.FunctionType == discovery.FunctionSF {
 		return fmt.Errorf("device %s is a subfunction; driver %q cannot be bound to it", d.Name, driver)
 	}

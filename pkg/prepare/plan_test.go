@@ -106,6 +106,9 @@ func pod(containers ...[]string) *corev1.Pod {
 	return p
 }
 
+// vfioOnly is the daemon's default --allowed-drivers.
+var vfioOnly = []string{"vfio-pci"}
+
 var classes = map[string]*resourceapi.DeviceClass{
 	"vfs": {ObjectMeta: metav1.ObjectMeta{Name: "vfs"}},
 	"ext": {ObjectMeta: metav1.ObjectMeta{Name: "ext"}, Spec: resourceapi.DeviceClassSpec{ExtendedResourceName: ptr.To("intel.com/sriov_ext")}},
@@ -335,7 +338,8 @@ func TestPlanClassicPoolOptions(t *testing.T) {
 
 func TestPlanRebind(t *testing.T) {
 	c := withConfig(claim("bind", "vfs", netVF1.Name), opaque(resourceapi.AllocationConfigSourceClass, []string{"vf"}, netConfig(`,"driver":"vfio-pci"`)))
-	in := prepare.Input{DriverName: driverName, PoolName: "node", Claims: []*resourceapi.ResourceClaim{c}, Inventory: discovery.NewInventory(nodeDevices), Classes: classes}
+	in := prepare.Input{DriverName: driverName, PoolName: "node", Claims: []*resourceapi.ResourceClaim{c}, Inventory: discovery.NewInventory(nodeDevices), Classes: classes,
+		AllowedDrivers: vfioOnly}
 	plans := prepare.Resolve(in)
 	require.NoError(t, plans[0].Err)
 	driver, ok := plans[0].Devices[0].Rebind()
@@ -388,7 +392,7 @@ func TestPlanErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := prepare.Input{DriverName: driverName, PoolName: "node", Claims: []*resourceapi.ResourceClaim{tc.claim, claim("fine", "vfs", netVF0.Name)},
-				Inventory: discovery.NewInventory(nodeDevices), Classes: classes}
+				Inventory: discovery.NewInventory(nodeDevices), Classes: classes, AllowedDrivers: vfioOnly}
 			if tc.uplink {
 				in.Uplinks = discovery.Uplinks{Functions: map[string]string{uplinkVF.PCIAddress: "carries the default route (interface ens1f0v2)"}}
 			}
@@ -405,7 +409,7 @@ func TestPlanErrors(t *testing.T) {
 		in := prepare.Input{DriverName: driverName, PoolName: "node", Classes: classes,
 			Claims:    []*resourceapi.ResourceClaim{withConfig(claim("pf", "vfs", pf.Name), bind), withConfig(claim("vf", "vfs", netVF1.Name), bind)},
 			Inventory: discovery.NewInventory(append([]discovery.Device{pf}, nodeDevices...)),
-			Uplinks:   discovery.Uplinks{Unresolved: []string{"wg0"}}}
+			Uplinks:   discovery.Uplinks{Unresolved: []string{"wg0"}}, AllowedDrivers: vfioOnly}
 		plans := prepare.Resolve(in)
 		require.ErrorContains(t, plans[0].Err, "default-route interface wg0 cannot be traced to a device, so any PF may be the uplink")
 		assert.NoError(t, plans[1].Err)

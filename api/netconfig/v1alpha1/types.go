@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	sigsjson "sigs.k8s.io/json"
@@ -23,6 +24,8 @@ const (
 
 // NetConfig configures how the devices of a request are prepared. Fields
 // left unset keep the value from an earlier config (class before claim).
+// A claim may set only the claim-safe fields (see fields.go); the others
+// come from its DeviceClass, which may grant some of them in ClaimMaySet.
 type NetConfig struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
@@ -40,12 +43,18 @@ type NetConfig struct {
 	// Network moves the device's netdev into the pod and configures it
 	// (needs the driver's --nri).
 	Network *Network `json:"network,omitempty"`
+	// ClaimMaySet, in a DeviceClass's config, names the class-only fields
+	// ("network.vlan", "driver", ...) that claims of this class may set.
+	ClaimMaySet []string `json:"claimMaySet,omitempty"`
 }
 
 var (
 	resourceNameRE = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9][-A-Za-z0-9_.]*$`)
 	driverRE       = regexp.MustCompile(`^[a-zA-Z0-9][-a-zA-Z0-9_.]*$`)
 )
+
+// IsDriverName tells whether s could name a kernel driver.
+func IsDriverName(s string) bool { return driverRE.MatchString(s) }
 
 // Decode reads one opaque parameter strictly and validates it.
 func Decode(data []byte) (*NetConfig, error) {
@@ -88,6 +97,7 @@ func (c *NetConfig) Validate() error {
 			errs = append(errs, errors.New("additionalInfo: empty key"))
 		}
 	}
+	errs = append(errs, c.validateGrants()...)
 	return errors.Join(errs...)
 }
 
@@ -112,6 +122,10 @@ func (c NetConfig) Merge(later *NetConfig) NetConfig {
 		c.AdditionalInfo = mergeMaps(c.AdditionalInfo, later.AdditionalInfo)
 	}
 	c.Network = c.Network.merge(later.Network)
+	if len(later.ClaimMaySet) > 0 {
+		// Several class configs grant together.
+		c.ClaimMaySet = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(c.ClaimMaySet), later.ClaimMaySet...))))
+	}
 	return c
 }
 

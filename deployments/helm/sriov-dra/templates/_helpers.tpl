@@ -33,3 +33,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- include "sriov-dra.fullname" . }}-config
 {{- end -}}
 {{- end -}}
+
+{{/* NetConfig's top-level fields as a CEL list, as api/netconfig/v1alpha1 declares them (a unit test there compares). */}}
+{{- define "sriov-dra.netConfigFields" -}}
+{{ list "apiVersion" "kind" "resourceName" "needVhostNet" "rdma" "additionalInfo" "driver" "network" "claimMaySet" | toJson }}
+{{- end }}
