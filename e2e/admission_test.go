@@ -84,6 +84,10 @@ func TestNetConfigRefusedAtAdmission(t *testing.T) {
 		`{` + head + `,"additionalInfo":{" ":"x"}}`,
 		`{` + head + `,"network":"net1"}`,
 		`{` + head + `,"network":{"ifName":"net1"}}`,
+		`{` + head + `,"claimMaySet":"driver"}`,
+		`{` + head + `,"claimMaySet":[1]}`,
+		`{` + head + `,"claimMaySet":["network.vlna"]}`,
+		`{` + head + `,"claimMaySet":["driver","driver"]}`,
 	}
 	// The policy takes a moment to be loaded by the apiserver.
 	require.Eventually(t, func() bool {

@@ -110,7 +110,9 @@ func TestNRI(t *testing.T) {
 	ctx := t.Context()
 	nriNetdevs(t)
 	h := newSimHost(t, nriSpec())
-	classWithConfig(ctx, t, "e2e-nri", fmt.Sprintf(`device.driver == %q && device.attributes[%q].pfName == %q`, driverName, driverName, nriPF), "")
+	// The claims set their VLAN and MTU, which the class grants them.
+	classWithConfig(ctx, t, "e2e-nri", fmt.Sprintf(`device.driver == %q && device.attributes[%q].pfName == %q`, driverName, driverName, nriPF),
+		`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","claimMaySet":["network.vlan","network.mtu"]}`)
 	ns := framework.Namespace(ctx, t, cluster.Client, "nri")
 	d := startNRIDriver(t, h)
 
