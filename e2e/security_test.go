@@ -103,14 +103,14 @@ func TestClassOnlyFieldsRefusedAtAdmission(t *testing.T) {
 	}, 30*time.Second, 200*time.Millisecond, "the policy refuses a claim setting driver")
 
 	for i, tc := range classOnlyCases {
-		nc, err := netconfig.Decode([]byte("{" + netConfigHead + tc.params + "}"))
+		nc, err := netconfig.Decode([]byte("{" + netConfigHead + "," + tc.params + "}"))
 		require.NoError(t, err, tc.params)
 		_, prepareErr := netconfig.CheckClaim(nc, grantClass(tc.grants), tc.grants)
 		require.Error(t, prepareErr, "prepare refuses %s", tc.params)
 		require.Contains(t, prepareErr.Error(), tc.field+" may only be set by a DeviceClass")
 		for kind, obj := range map[string]string{
-			"claim":    claim(fmt.Sprintf("bad-%d", i), oneRequest(grantClass(tc.grants)), configs(tc.params)),
-			"template": template(fmt.Sprintf("bad-%d", i), oneRequest(grantClass(tc.grants)), configs(tc.params)),
+			"claim":    claim(fmt.Sprintf("bad-%d", i), oneRequest(grantClass(tc.grants)), configs(","+tc.params)),
+			"template": template(fmt.Sprintf("bad-%d", i), oneRequest(grantClass(tc.grants)), configs(","+tc.params)),
 		} {
 			out, err := kubectl(ctx, obj, "apply", "-f", "-")
 			if assert.Error(t, err, "%s with %s accepted", kind, tc.params) {
