@@ -55,6 +55,15 @@ build_helm() {
 		-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" -o "$bin/helm" helm.sh/helm/v4/cmd/helm)
 }
 
+# `make lint` runs it with .golangci.yml.
+GOLANGCI_LINT_VERSION=v2.15.0
+build_golangci_lint() {
+	[ -x "$bin/golangci-lint" ] && return 0
+	log "building golangci-lint $GOLANGCI_LINT_VERSION"
+	(cd "$root/hack/tools/golangci-lint" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X main.version=${GOLANGCI_LINT_VERSION#v}" -o "$bin/golangci-lint" github.com/golangci/golangci-lint/v2/cmd/golangci-lint)
+}
+
 # The e2e cluster's sandbox image runs this (see e2e/images/pause).
 build_pause() {
 	[ -x "$bin/pause" ] && return 0

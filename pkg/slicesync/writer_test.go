@@ -46,6 +46,8 @@ type harness struct {
 	verbs  map[string]int64 // as reported to Options.OnWrite
 }
 
+const resyncDelay = 20 * time.Millisecond
+
 func start(t *testing.T, withNode bool) *harness {
 	t.Helper()
 	client := fake.NewClientset()
@@ -65,7 +67,7 @@ func start(t *testing.T, withNode bool) *harness {
 		})
 	}
 	h := &harness{client: client, verbs: map[string]int64{}}
-	h.w = slicesync.New(client, driver, node, slicesync.Options{ResyncDelay: 20 * time.Millisecond, OnWrite: func(verb string) {
+	h.w = slicesync.New(client, driver, node, slicesync.Options{ResyncDelay: resyncDelay, OnWrite: func(verb string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.verbs[verb]++
@@ -159,9 +161,26 @@ func TestWriterRestoresDeletedSlices(t *testing.T) {
 	h := start(t, true)
 	h.publish(t, pool(2, 2))
 	api := h.client.ResourceV1().ResourceSlices()
-	require.NoError(t, api.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{}))
+	creates := func() int {
+		n := 0
+		for _, a := range h.client.Actions() {
+			if a.GetVerb() == "create" && a.GetResource().Resource == "resourceslices" {
+				n++
+			}
+		}
+		return n
+	}
+	// Let the echoes of its own writes pass first: a sync they queued
+	// would restore the slices without the deletion ever being noticed.
+	time.Sleep(10 * resyncDelay)
+	before := creates()
+	// One by one: the fake clientset's DeleteCollection deletes nothing.
+	for _, s := range h.slices(t) {
+		require.NoError(t, api.Delete(context.Background(), s.Name, metav1.DeleteOptions{}))
+	}
 	deleted := time.Now()
-	require.Eventually(t, func() bool { return len(h.slices(t)) == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return len(h.slices(t)) == 2 && creates() == before+2 }, 5*time.Second, 5*time.Millisecond,
+		"both slices written again")
 	t.Logf("slices back %s after their deletion", time.Since(deleted).Round(time.Millisecond))
 	for _, s := range h.slices(t) {
 		assert.Equal(t, int64(2), s.Spec.Pool.ResourceSliceCount)
