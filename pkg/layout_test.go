@@ -30,7 +30,7 @@ var allowed = map[string][]string{
 	"pkg/host":               nil,
 	"pkg/discovery":          {"pkg/host"},
 	"pkg/selector":           {"api/classic/v1", "pkg/discovery", "pkg/pfrange"},
-	"pkg/resourceslices":     {"api/classic/v1", "pkg/discovery", "pkg/selector"},
+	"pkg/resourceslices":     {"api/classic/v1", "pkg/discovery", "pkg/health", "pkg/selector"},
 	"pkg/prepare":            {"api/netconfig/v1alpha1", "pkg/discovery", "pkg/selector"},
 	"pkg/nodefiles":          {"pkg/atomicfile"},
 	"pkg/checkpoint":         {"api/netconfig/v1alpha1", "pkg/atomicfile", "pkg/host"},

@@ -16,6 +16,7 @@ import (
 
 	classic "github.com/sriov-dra/sriov-dra/api/classic/v1"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/health"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
 
@@ -79,7 +80,9 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 			delete(dev.Attributes, discovery.AttrNUMANode)
 			delete(dev.Attributes, resourceapi.QualifiedName(discovery.AttrStdNUMANode))
 		}
-		if d.PFLinkDown && o.LinkDown != nil {
+		// Health is decided once, by health.Of, for the taints, the
+		// kubelet's health stream, the shim and the metrics alike.
+		if o.LinkDown != nil && !health.Of(d).Healthy {
 			dev.Taints = []resourceapi.DeviceTaint{linkDownTaint(d, o.LinkDown)}
 			g.tainted = true
 		}

@@ -259,3 +259,35 @@ func TestWriterIgnoresItsOwnEchoes(t *testing.T) {
 	assert.Equal(t, [3]int64{0, 2, 1}, h.writes(&last))
 	assert.Equal(t, before+2, lists.Load(), "one sync for the new pool, none for the echoes of its delete and updates")
 }
+
+// TestWriterKeepsTaintTimes: a taint that stays keeps the time the API
+// server gave it when another device of its slice changes; a rewrite would
+// restart the tolerationSeconds of pods on a NoExecute-tainted device.
+func TestWriterKeepsTaintTimes(t *testing.T) {
+	h := start(t, true)
+	added := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	// As the API server does: a taint written without a time gets one.
+	h.client.PrependReactor("create", "resourceslices", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		s := a.(k8stesting.CreateAction).GetObject().(*resourceapi.ResourceSlice)
+		for i := range s.Spec.Devices {
+			for j := range s.Spec.Devices[i].Taints {
+				if s.Spec.Devices[i].Taints[j].TimeAdded == nil {
+					s.Spec.Devices[i].Taints[j].TimeAdded = &added
+				}
+			}
+		}
+		return false, nil, nil
+	})
+	tainted := func(devices int) resourceslice.Pool {
+		p := pool(devices)
+		p.Slices[0].Devices[0].Taints = []resourceapi.DeviceTaint{{Key: "sriov.dra.dev/link-down", Value: "ens1f0", Effect: resourceapi.DeviceTaintEffectNoExecute}}
+		return p
+	}
+	h.publish(t, tainted(2))
+	require.Equal(t, &added, h.slices(t)[0].Spec.Devices[0].Taints[0].TimeAdded)
+	h.publish(t, tainted(3))
+	stored := h.slices(t)[0].Spec.Devices
+	require.Len(t, stored, 3, "the slice was rewritten")
+	require.Len(t, stored[0].Taints, 1)
+	assert.Equal(t, &added, stored[0].Taints[0].TimeAdded, "the taint's time is carried over")
+}
