@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,7 +31,7 @@ func probe(t *testing.T, sock, check string) (int, string) {
 	cmd := exec.Command(filepath.Join(*binDir, "sriov-dra"), "probe", "--health-socket", sock, check)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		return ee.ExitCode(), out.String()
 	}
 	require.NoError(t, err)

@@ -72,6 +72,6 @@ build_pause() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd helm pause)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd helm golangci_lint pause)
 for t in "${targets[@]}"; do "build_$t"; done
 log "done: $(ls "$bin" | tr '\n' ' ')"

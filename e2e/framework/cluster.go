@@ -57,7 +57,7 @@ type Cluster struct {
 	criSocket string
 }
 
-const adminToken = "sriov-dra-e2e-admin-token"
+const adminToken = "sriov-dra-e2e-admin-token" //nolint:gosec // G101: the throwaway test cluster's token, on loopback only
 
 // Start brings up the cluster and waits until it is usable. On error the
 // partly started cluster is stopped and cleaned up.

@@ -32,7 +32,7 @@ const (
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ip %v: %v: %s", args, err, out)
+		return fmt.Errorf("ip %v: %w: %s", args, err, out)
 	}
 	return nil
 }
@@ -231,7 +231,7 @@ func (c *Cluster) TagImage(ctx context.Context, src, dst string) error {
 	out, err := exec.CommandContext(ctx, c.bin("ctr"), "--address", c.criSocket, "-n", "k8s.io",
 		"images", "tag", "--force", src, dst).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("tag %s as %s: %v: %s", src, dst, err, out)
+		return fmt.Errorf("tag %s as %s: %w: %s", src, dst, err, out)
 	}
 	return nil
 }
@@ -242,7 +242,7 @@ func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 	out, err := exec.CommandContext(ctx, c.bin("ctr"), "--address", c.criSocket, "-n", "k8s.io",
 		"images", "import", "--local", "--no-unpack=false", archive).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("import %s: %v: %s", archive, err, out)
+		return fmt.Errorf("import %s: %w: %s", archive, err, out)
 	}
 	return nil
 }

@@ -93,7 +93,7 @@ func waitFor(ctx context.Context, p *process, timeout time.Duration, what string
 	for {
 		if p != nil {
 			if done, err := p.exited(); done {
-				return fmt.Errorf("%s exited while waiting for %s: %v (log: %s)", p.name, what, err, p.log)
+				return fmt.Errorf("%s exited while waiting for %s: %w (log: %s)", p.name, what, err, p.log)
 			}
 		}
 		if last = check(ctx); last == nil {

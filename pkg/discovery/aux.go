@@ -96,8 +96,11 @@ func (s *scan) auxDevice(name, dir string, parent *pciFunc) (Device, error) {
 		return Device{}, fmt.Errorf("auxiliary device name %q is not <driver>.<type>.<id>", name)
 	}
 	sfnum, err := s.h.ReadSysInt(path.Join(dir, "sfnum"))
-	if err != nil || sfnum < 0 {
-		return Device{}, fmt.Errorf("read sfnum: %v", err)
+	if err != nil {
+		return Device{}, fmt.Errorf("read sfnum: %w", err)
+	}
+	if sfnum < 0 {
+		return Device{}, fmt.Errorf("sfnum %d is negative", sfnum)
 	}
 	d := Device{
 		Name:         AuxDeviceName(name),

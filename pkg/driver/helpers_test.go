@@ -87,7 +87,7 @@ func (n *testNode) prepareOne(t testing.TB, c *resourceapi.ResourceClaim) kubele
 	res, err := n.Prepare(context.Background(), []*resourceapi.ResourceClaim{c})
 	require.NoError(t, err)
 	if r := res[c.UID]; r.Err == nil && len(r.Devices) > 0 && r.Devices[0].Metadata != nil {
-		helperWroteMetadata(t, n.preparer.pluginDir, c, r) // as the kubelet plugin helper does
+		helperWroteMetadata(t, n.pluginDir, c, r) // as the kubelet plugin helper does
 	}
 	return res[c.UID]
 }

@@ -60,7 +60,7 @@ func (h *Host) WatchEvents(ctx context.Context, notify func(reason string)) erro
 			if !ok {
 				mu.Lock()
 				defer mu.Unlock()
-				return fmt.Errorf("link updates ended: %v", linkErr)
+				return fmt.Errorf("link updates ended: %w", linkErr)
 			}
 			notify(fmt.Sprintf("link %s %s", u.Attrs().Name, u.Attrs().OperState))
 		}

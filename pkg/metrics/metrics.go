@@ -184,7 +184,7 @@ func (m *Metrics) Serve(ctx context.Context, cfg ServeConfig, checks Checks) err
 	}
 	go func() {
 		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		for _, srv := range servers {
 			_ = srv.Shutdown(shutdown)

@@ -85,7 +85,7 @@ func writeIndex(file, name string, adds []mutate.IndexAddendum) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	lp, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", name, err)
@@ -207,7 +207,7 @@ func tarDir(dir, file string) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	defer func() { _ = os.Remove(tmp) }() // gone already once renamed
 	tw := tar.NewWriter(out)
 	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || p == dir {
