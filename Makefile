@@ -20,8 +20,10 @@ all: lint test build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/sriov-dra ./cmd/sriov-dra
 
+# test: the unit tests; hack/testreport prints each package's result, the
+# output of failed tests, every skipped test with its reason, and a count.
 test:
-	TMPDIR=$(TEST_TMPDIR) $(GO) test -count=1 $(PKGS)
+	@mkdir -p $(OUTPUT); set -o pipefail; TMPDIR=$(TEST_TMPDIR) $(GO) test -count=1 -json $(PKGS) | tee $(OUTPUT)/unit-tests.json | $(GO) run ./hack/testreport
 
 bench:
 	TMPDIR=$(TEST_TMPDIR) $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS) | tee $(OUTPUT)/bench.txt
