@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 	"pkg/resourceslices":     {"api/classic/v1", "pkg/discovery", "pkg/health", "pkg/selector"},
 	"pkg/prepare":            {"api/netconfig/v1alpha1", "pkg/discovery", "pkg/selector"},
 	"pkg/nodefiles":          {"pkg/atomicfile"},
-	"pkg/checkpoint":         {"api/netconfig/v1alpha1", "pkg/atomicfile", "pkg/host"},
+	"pkg/checkpoint":         {"api/netconfig/v1alpha1", "pkg/atomicfile"},
 	"pkg/slicesync":          nil,
 	"pkg/health":             {"pkg/discovery"},
 	"pkg/convert":            {"api/classic/v1", "api/netconfig/v1alpha1", "pkg/discovery", "pkg/pfrange"},

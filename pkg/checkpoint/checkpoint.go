@@ -10,17 +10,24 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 
 	netconfig "github.com/sriov-dra/sriov-dra/api/netconfig/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/atomicfile"
-	"github.com/sriov-dra/sriov-dra/pkg/host"
 )
 
-// Version is the checkpoint format written by this driver.
+// Version is the checkpoint format written by this driver. The record types
+// below are the format: they are the checkpoint's own, never another
+// package's, so that no change elsewhere changes what is on disk. A change
+// of the format gets a new version, a conversion in readers, and a golden
+// file in testdata/ that every later version must still read (a rolling
+// update starts the new driver on the old one's checkpoint).
 const Version = "v1"
 
 // Claim states: an entry is written "preparing" before any side effect and
@@ -80,12 +87,30 @@ type InPod struct {
 	MAC    string   `json:"mac,omitempty"`
 	IPs    []string `json:"ips,omitempty"`
 	// Host is the netdev as it was on the host.
-	Host host.LinkState `json:"host"`
+	Host Link `json:"host"`
 	// PF and VFIndex locate the VF settings changed on the PF, and
 	// VFRestore puts them back.
-	PF        string         `json:"pf,omitempty"`
-	VFIndex   int            `json:"vfIndex,omitempty"`
-	VFRestore *host.VFConfig `json:"vfRestore,omitempty"`
+	PF        string      `json:"pf,omitempty"`
+	VFIndex   int         `json:"vfIndex,omitempty"`
+	VFRestore *VFSettings `json:"vfRestore,omitempty"`
+}
+
+// Link is a netdev as it was on the host, to put it back as it was.
+type Link struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	MAC   string `json:"mac"`
+	MTU   int    `json:"mtu"`
+	Up    bool   `json:"up"`
+}
+
+// VFSettings are a VF's settings on its PF; unset ones were not changed.
+type VFSettings struct {
+	MAC      *string `json:"mac,omitempty"`
+	VLAN     *int    `json:"vlan,omitempty"`
+	QoS      *int    `json:"qos,omitempty"`
+	Trust    *bool   `json:"trust,omitempty"`
+	SpoofChk *bool   `json:"spoofChk,omitempty"`
 }
 
 // Claim is one prepared (or half-prepared) claim.
@@ -139,20 +164,36 @@ func Load(path, bootID string) (d Data, stale bool, err error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return d, false, fmt.Errorf("checkpoint %s is corrupt: %w: %w", path, ErrUnreadable, err)
 	}
-	if f.Version != Version {
-		return d, false, fmt.Errorf("checkpoint %s: version %q, this driver reads %q: %w", path, f.Version, Version, ErrUnreadable)
+	decode, ok := readers[f.Version]
+	if !ok {
+		return d, false, fmt.Errorf("checkpoint %s: version %q, this driver reads %s: %w", path, f.Version, readable(), ErrUnreadable)
 	}
 	if sum := checksum(f.Data); f.Checksum == "" || sum != f.Checksum {
 		return d, false, fmt.Errorf("checkpoint %s: checksum mismatch (%s, want %q): %w", path, sum, f.Checksum, ErrUnreadable)
 	}
-	var loaded Data
-	if err := json.Unmarshal(f.Data, &loaded); err != nil {
+	loaded, err := decode(f.Data)
+	if err != nil {
 		return d, false, fmt.Errorf("checkpoint %s data: %w: %w", path, ErrUnreadable, err)
 	}
 	if loaded.Claims == nil {
 		loaded.Claims = map[string]Claim{}
 	}
 	return loaded, loaded.BootID != bootID, nil
+}
+
+// readers decode each version this driver reads into today's Data: an
+// older version's reader converts.
+var readers = map[string]func(json.RawMessage) (Data, error){
+	"v1": func(b json.RawMessage) (Data, error) {
+		var d Data
+		err := json.Unmarshal(b, &d)
+		return d, err
+	},
+}
+
+func readable() string {
+	versions := slices.Sorted(maps.Keys(readers))
+	return `"` + strings.Join(versions, `", "`) + `"`
 }
 
 // Save writes the checkpoint atomically and durably: temp file, fsync,

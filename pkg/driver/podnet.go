@@ -122,16 +122,17 @@ func (p *preparer) intent(d *checkpoint.Device, sb nriplugin.Sandbox, ifName str
 	}
 	at := &checkpoint.InPod{State: checkpoint.InPodAttaching, PodUID: sb.PodUID, Pod: sb.Namespace + "/" + sb.Name,
 		SandboxID: sb.ID, NetNS: sb.NetNS, IfName: ifName}
-	var err error
-	if at.Host, err = p.host.HostLink(dev.IfName); err != nil {
+	link, err := p.host.HostLink(dev.IfName)
+	if err != nil {
 		return nil, fmt.Errorf("read netdev: %w", err)
 	}
+	at.Host = linkRecord(link)
 	if c := vfConfig(d.Network); !c.Empty() {
 		orig, err := p.host.VF(dev.PFName, dev.VFIndex)
 		if err != nil {
 			return nil, fmt.Errorf("read VF %d on %s: %w", dev.VFIndex, dev.PFName, err)
 		}
-		restore := orig.Restore(c)
+		restore := vfRecord(orig.Restore(c))
 		at.PF, at.VFIndex, at.VFRestore = dev.PFName, dev.VFIndex, &restore
 	}
 	return at, nil
@@ -156,7 +157,7 @@ func (p *preparer) attach(d *checkpoint.Device) error {
 		// The move put the netdev back, but a VF driver that defers to
 		// the PF kept the PF's new MAC: the PF first, then the netdev
 		// again (abandon puts the PF back once more; that is harmless).
-		return errors.Join(err, p.restoreVF(at), p.host.MoveLinkToHost(at.NetNS, at.IfName, at.Host))
+		return errors.Join(err, p.restoreVF(at), p.host.MoveLinkToHost(at.NetNS, at.IfName, hostLink(at.Host)))
 	}
 	// In the pod from here on: a failure below takes it back out.
 	at.State = checkpoint.InPodAttached
@@ -201,7 +202,7 @@ func (p *preparer) restoreVF(at *checkpoint.InPod) error {
 	if at.VFRestore == nil {
 		return nil
 	}
-	if err := p.host.SetVF(at.PF, at.VFIndex, *at.VFRestore); err != nil {
+	if err := p.host.SetVF(at.PF, at.VFIndex, hostVF(*at.VFRestore)); err != nil {
 		return fmt.Errorf("restore VF %d on %s: %w", at.VFIndex, at.PF, err)
 	}
 	return nil
@@ -308,7 +309,7 @@ func (p *preparer) detachDevice(ctx context.Context, d *checkpoint.Device) error
 	// The PF first: a VF driver that defers to it takes the original MAC
 	// back from it.
 	errs := []error{p.restoreVF(at)}
-	err := p.host.MoveLinkToHost(at.NetNS, at.IfName, at.Host)
+	err := p.host.MoveLinkToHost(at.NetNS, at.IfName, hostLink(at.Host))
 	switch {
 	case errors.Is(err, host.ErrLinkGone):
 		klog.FromContext(ctx).Info("Netdev is gone; nothing to move back", "device", d.Name, "netdev", at.Host.Name, "pod", at.Pod)
@@ -443,4 +444,23 @@ func podLink(n *netconfig.Network, at *checkpoint.InPod) (host.PodLink, error) {
 		l.Routes = append(l.Routes, rt)
 	}
 	return l, nil
+}
+
+// The checkpoint keeps its own records of host state (its format must not
+// follow pkg/host's types); these convert both ways.
+
+func linkRecord(l host.LinkState) checkpoint.Link {
+	return checkpoint.Link{Index: l.Index, Name: l.Name, MAC: l.MAC, MTU: l.MTU, Up: l.Up}
+}
+
+func hostLink(l checkpoint.Link) host.LinkState {
+	return host.LinkState{Index: l.Index, Name: l.Name, MAC: l.MAC, MTU: l.MTU, Up: l.Up}
+}
+
+func vfRecord(c host.VFConfig) checkpoint.VFSettings {
+	return checkpoint.VFSettings{MAC: c.MAC, VLAN: c.VLAN, QoS: c.QoS, Trust: c.Trust, SpoofChk: c.SpoofChk}
+}
+
+func hostVF(c checkpoint.VFSettings) host.VFConfig {
+	return host.VFConfig{MAC: c.MAC, VLAN: c.VLAN, QoS: c.QoS, Trust: c.Trust, SpoofChk: c.SpoofChk}
 }
