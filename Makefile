@@ -13,7 +13,7 @@ FUZZTIME ?= 2m
 BENCHTIME ?= 1s
 DEMO_DIR ?= $(OUTPUT)/demo
 
-.PHONY: bench-scale demo-helm helm manifests image all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
+.PHONY: previous-release bench-scale demo-helm helm manifests image all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
 
 all: lint test build
 
@@ -97,12 +97,29 @@ $(BIN)/e2e-cluster: $(shell find e2e -name '*.go')
 # pass runs and checks that nothing was left running, mounted or configured.
 # The DaemonSet tests install the node image, built for this machine only.
 E2E_IMAGE_ARCHIVE := $(OUTPUT)/e2e-image.tar
-e2e: tools build $(BIN)/e2e-cluster
+# The upgrade test rolls the DaemonSet from this release's image and
+# manifests to the tree's: the last landed main before the checkpoint got
+# record types of its own.
+PREVIOUS_RELEASE ?= ce83a6e
+PREVIOUS_DIR := $(OUTPUT)/previous-$(PREVIOUS_RELEASE)
+e2e: tools build $(BIN)/e2e-cluster previous-release
 	@$(MAKE) --no-print-directory image IMAGE_PLATFORMS=$$($(GO) env GOARCH) IMAGE_ARCHIVE=$(E2E_IMAGE_ARCHIVE)
 	@start=$$(date +%s); \
-	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -logs-dir $(OUTPUT)/e2e-artifacts -image-archive $(E2E_IMAGE_ARCHIVE) $(E2E_FLAGS)); rc=$$?; \
+	(cd e2e && TMPDIR=/tmp $(GO) test -tags e2e -count=1 -timeout 40m -v ./ -bin-dir $(BIN) -logs-dir $(OUTPUT)/e2e-artifacts -image-archive $(E2E_IMAGE_ARCHIVE) \
+		-previous-dir $(PREVIOUS_DIR) $(E2E_FLAGS)); rc=$$?; \
 	TMPDIR=/tmp $(BIN)/e2e-cluster clean -dir "" || rc=1; \
 	echo "make e2e: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
+
+# previous-release: the node image and manifests of PREVIOUS_RELEASE, built
+# from its tree (git archive; a clone without that commit skips the upgrade
+# test, saying so).
+previous-release:
+	@if [ -f $(PREVIOUS_DIR)/image.tar ]; then exit 0; fi; \
+	if ! git cat-file -e $(PREVIOUS_RELEASE)^{commit} 2>/dev/null; then echo "previous release $(PREVIOUS_RELEASE) not in this clone: the upgrade test will be skipped"; exit 0; fi; \
+	rm -rf $(PREVIOUS_DIR) && mkdir -p $(PREVIOUS_DIR)/src && \
+	git archive $(PREVIOUS_RELEASE) -- . ':!sriov-dra' | tar -x -C $(PREVIOUS_DIR)/src && \
+	cp $(PREVIOUS_DIR)/src/deployments/manifests/sriov-dra.yaml $(PREVIOUS_DIR)/manifests.yaml && \
+	$(MAKE) --no-print-directory -C $(PREVIOUS_DIR)/src image VERSION=$(PREVIOUS_RELEASE) IMAGE_PLATFORMS=$$($(GO) env GOARCH) IMAGE_ARCHIVE=$(PREVIOUS_DIR)/image.tar
 
 # bench-e2e: time from `sriov-dra run` start to all 2,048 VFs visible in the
 # apiserver (median of 5 starts) and the daemon's memory then; pod start with
