@@ -48,6 +48,13 @@ type Device struct {
 	// OriginalDriver is the driver to restore when BoundDriver was set for the claim.
 	OriginalDriver string `json:"originalDriver,omitempty"`
 	BoundDriver    string `json:"boundDriver,omitempty"`
+	// ClassicPool is the classic pool (full resource name, "" for none) the
+	// device was in when prepared: it stays there while prepared, whatever
+	// driver it is bound to, and out of the legacy shim's offer. Added
+	// within v1: an older v1 reader ignores it; a device recorded without it
+	// (nil: by an older release, or rebuilt from files) keeps the pool it is
+	// in now.
+	ClassicPool *string `json:"classicPool,omitempty"`
 	// InterfaceName and HardwareAddress are the netdev published in the
 	// claim's status, kept so that a lost status write can be redone.
 	InterfaceName   string `json:"interfaceName,omitempty"`

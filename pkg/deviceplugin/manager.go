@@ -55,6 +55,9 @@ type Config struct {
 	PollInterval time.Duration
 	// OnAllocate is called for each Allocate answered, with the resource.
 	OnAllocate func(resource string)
+	// FileGrace is how long a device-info file is kept before its device
+	// must be held by a pod (DefaultFileGrace).
+	FileGrace time.Duration
 }
 
 // CheckResources verifies --legacy-resources against a classic config: each
@@ -85,12 +88,16 @@ type Manager struct {
 	mu        sync.Mutex
 	resources map[string]*resource
 	kick      chan struct{}
+	files     infoFiles
 }
 
 // New returns a shim for the configured resources.
 func New(cfg Config) *Manager {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.FileGrace <= 0 {
+		cfg.FileGrace = DefaultFileGrace
 	}
 	if cfg.Health == nil {
 		cfg.Health = func(*discovery.Device) string { return pluginapi.Healthy }

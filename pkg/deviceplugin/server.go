@@ -256,8 +256,12 @@ func (r *resource) containerResponse(pool *selector.Pool, inv *discovery.Invento
 		}
 	}
 	for _, f := range rendered.InfoFiles {
-		if err := nodefiles.WriteFile(filepath.Join(r.m.cfg.DevInfoDir, f.Name), f.Data); err != nil {
+		path := filepath.Join(r.m.cfg.DevInfoDir, f.Name)
+		if err := nodefiles.WriteFile(path, f.Data); err != nil {
 			return nil, fmt.Errorf("device-info file: %w", err)
+		}
+		if id, ok := DeviceInfoID(f.Name); ok {
+			r.m.files.record(path, id, time.Now())
 		}
 	}
 	return cr, nil

@@ -138,8 +138,8 @@ func Run(ctx context.Context, cfg Config) error {
 	d.pub = &publisher{host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix, metrics: d.metrics,
 		slices: resourceslices.PoolOptions{WithholdPool: d.shim.Serves,
 			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(cfg.DriverName), Effect: cfg.LinkDownEffect}},
-		publish: func(resourceslice.Pool) {}}
-	if cfg.DRA && cfg.PodResourcesSocket != "" {
+		publish: func(resourceslice.Pool) {}, events: newNodeEvents(cfg.KubeClient, cfg.NodeName, cfg.DriverName)}
+	if cfg.PodResourcesSocket != "" {
 		d.pub.legacyInUse = func(ctx context.Context, resources map[string]bool) (map[string]bool, error) {
 			return legacyInUse(ctx, cfg.PodResourcesSocket, resources)
 		}
@@ -167,8 +167,12 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer d.helper.Stop()
-	} else if _, err := d.pub.sync(ctx); err != nil {
-		return fmt.Errorf("first discovery: %w", err)
+	} else {
+		if _, err := d.pub.sync(ctx); err != nil {
+			return fmt.Errorf("first discovery: %w", err)
+		}
+		inv, pools := d.pub.snapshot()
+		sweepDevInfo(ctx, cfg.DevInfoDir, nil, inv, pools, d.shim)
 	}
 	inv, pools := d.pub.snapshot()
 	d.health.observe(inv)
@@ -299,6 +303,7 @@ func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) erro
 	d.pub.publish = d.slices.Update
 	d.prep = newPreparer(cfg, d.pub, d.metrics)
 	d.state.Store(d.prep.state)
+	d.pub.allocated = d.prep.state.held
 	if err := d.prep.recover(ctx); err != nil {
 		return fmt.Errorf("recover prepared claims: %w", err)
 	}
@@ -307,6 +312,9 @@ func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) erro
 	// up, whether or not the API server answers.
 	if _, err := d.pub.sync(ctx); err != nil {
 		return fmt.Errorf("first discovery: %w", err)
+	}
+	if err := d.prep.sweepFiles(ctx, d.shim); err != nil {
+		return fmt.Errorf("start-up sweep of device-info files: %w", err)
 	}
 	// After the first discovery: a sandbox event needs the devices' netdevs.
 	if cfg.NRISocket != "" {
@@ -339,9 +347,12 @@ func (d *Driver) rescan(ctx context.Context) {
 	d.health.observe(inv)
 	if d.shim != nil {
 		d.shim.Update(ctx, inv, pools)
+		if inUse, known := d.pub.legacyHeld(); known {
+			d.shim.ReleaseFiles(ctx, inUse, time.Now())
+		}
 	}
 	if d.prep != nil {
-		d.prep.warnVanished(ctx, inv)
+		d.prep.checkState(ctx, inv)
 	}
 }
 

@@ -75,10 +75,18 @@ type preparer struct {
 // the files, record the result.
 func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	start := time.Now()
-	defer func() {
-		p.metrics.PrepareDuration.Observe(time.Since(start).Seconds())
-		klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start))
-	}()
+	out, err := p.prepare(ctx, claims)
+	p.metrics.PrepareDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		// Every claim of the call failed; the kubelet retries them.
+		p.metrics.PrepareErrors.WithLabelValues(failureReason(err)).Inc()
+		klog.FromContext(ctx).Error(err, "Prepare call failed", "claims", len(claims), "reason", failureReason(err))
+	}
+	klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start))
+	return out, err
+}
+
+func (p *preparer) prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName, PodNetwork: p.nri != nil, AllowedDrivers: p.allowedDrivers,
 		Classes: p.lookups.deviceClasses(ctx, prepare.ClassNames(claims)), Pods: p.lookups.claimPods(ctx, claims)}
 	cp, unlock, err := p.lockState(ctx)
@@ -108,7 +116,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 	}
 	plans, err := p.resolve(ctx, in)
 	if err != nil {
-		return nil, err
+		return nil, failed(reasonDiscovery, err)
 	}
 	logGrants(ctx, plans)
 	// Record intent, and the drivers to restore, before touching anything.
@@ -118,11 +126,11 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		}
 	}
 	if err := p.state.save(cp); err != nil {
-		return nil, err
+		return nil, failed(reasonCheckpoint, err)
 	}
 	inv, err := p.bind(ctx, plans)
 	if err != nil {
-		return nil, err
+		return nil, failed(reasonBind, err)
 	}
 	for i, r := range prepare.Render(p.driverName, plans, inv, p.host) {
 		entry := cp.Claims[r.ID]
@@ -132,7 +140,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		claim := plans[i].Claim
 		if r.Err != nil {
 			klog.FromContext(ctx).Error(r.Err, "Prepare failed", "claim", klog.KObj(claim))
-			p.metrics.PrepareErrors.Inc()
+			p.metrics.PrepareErrors.WithLabelValues(reasonClaim).Inc()
 			if _, recorded := cp.Claims[r.ID]; recorded {
 				p.logRollback(ctx, entry, p.rollback(ctx, entry))
 				delete(cp.Claims, r.ID)
@@ -145,7 +153,7 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		out[claim.UID] = resultFor(entry, claim, p.storedMetadata)
 	}
 	if err := p.state.save(cp); err != nil {
-		return nil, err
+		return nil, failed(reasonCheckpoint, err)
 	}
 	for uid, res := range out {
 		if res.Err == nil {
@@ -245,7 +253,8 @@ func (p *preparer) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
 	e := checkpoint.Claim{Namespace: pl.Claim.Namespace, Name: pl.Claim.Name, State: checkpoint.StatePreparing,
 		CDISpec: filepath.Join(p.cdiRoot, prepare.SpecFileName(prepare.CDIKind(p.driverName), pl.ID))}
 	for _, d := range pl.Devices {
-		cd := checkpoint.Device{Request: d.Request, Pool: d.Pool, Name: d.Device.Name, PCIAddress: d.Device.PCIAddress, Network: d.Options.Network}
+		cd := checkpoint.Device{Request: d.Request, Pool: d.Pool, Name: d.Device.Name, PCIAddress: d.Device.PCIAddress, Network: d.Options.Network,
+			ClassicPool: &d.ClassicPool}
 		if driver, ok := d.Rebind(); ok {
 			cd.OriginalDriver, cd.BoundDriver = d.Device.Driver, driver
 		}

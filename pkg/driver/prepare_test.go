@@ -163,7 +163,7 @@ func TestPrepareRollsBackAfterBind(t *testing.T) {
 	res := n.prepareOne(t, claimFor("u", dpdkConfig, "pci-0000-3b-02-1"))
 	require.ErrorContains(t, res.Err, "vhost-net does not exist on the host")
 	assert.Equal(t, 2, spy.binds, "bound, then restored")
-	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors))
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues(reasonClaim)))
 	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.Rebinds))
 	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.1"))
 	entries, _ := os.ReadDir(n.cdiRoot)
@@ -207,8 +207,8 @@ func TestUnprepareVanishedDevice(t *testing.T) {
 	require.NoError(t, simhost.Write(filepath.Join(n.root, "host"), spec))
 	inv, err := n.devices.rediscover(context.Background())
 	require.NoError(t, err)
-	n.warnVanished(context.Background(), inv)
-	n.warnVanished(context.Background(), inv)
+	n.checkState(context.Background(), inv)
+	n.checkState(context.Background(), inv)
 	require.Eventually(t, func() bool {
 		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
 		return len(evs.Items) == 1 && evs.Items[0].Reason == "PreparedDeviceGone" &&

@@ -3,9 +3,11 @@ package driver
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,8 @@ type publisher struct {
 	// publish hands the pool on to be written; it does not wait for the API.
 	publish func(pool resourceslice.Pool)
 	metrics *metrics.Metrics
+	// events posts warnings on the Node (nil: none are posted).
+	events *nodeEvents
 	// slices shapes the pool: classic pools another path serves (the
 	// legacy shim) left out, the taint of a device whose PF link is down.
 	slices resourceslices.PoolOptions
@@ -40,6 +44,15 @@ type publisher struct {
 	legacyInUse func(ctx context.Context, resources map[string]bool) (map[string]bool, error)
 	// inUseErr is the last error legacyInUse reported, logged once.
 	inUseErr string
+	// inUse is legacyInUse's last answer; inUseKnown is false while it
+	// has none (not asked, or the kubelet did not answer).
+	inUse      map[string]bool
+	inUseKnown bool
+	// allocated, when set, returns the devices prepared claims hold: they
+	// keep their classic pool and stay out of the shim's. heldLast is
+	// the last answer, kept while the checkpoint cannot be read.
+	allocated func() (map[string]selector.Allocated, error)
+	heldLast  map[string]selector.Allocated
 
 	configBytes []byte
 	config      *classic.Config
@@ -62,6 +75,14 @@ func (p *publisher) snapshot() (*discovery.Inventory, *selector.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inventory, p.pools
+}
+
+// legacyHeld returns the devices pods held through the device-plugin API
+// at the last rescan, and whether the kubelet told.
+func (p *publisher) legacyHeld() (map[string]bool, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse, p.inUseKnown
 }
 
 // rediscover reads the host now, for a caller that just changed it.
@@ -95,11 +116,7 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 		return nil
 	}
 	cfg, warnings, err := classic.ParseLenient(data, p.resourcePrefix)
-	for _, w := range warnings {
-		// The classic plugin ignores a field it does not know; so do we,
-		// but say so: it is often a misspelt one.
-		klog.FromContext(ctx).Info("Warning: classic config field ignored", "path", p.configPath, "field", w.Error())
-	}
+	p.warnIgnored(ctx, data, warnings)
 	if err != nil {
 		if p.config != nil {
 			err = fmt.Errorf("config %s is invalid, keeping the last good one: %w", p.configPath, err)
@@ -113,7 +130,27 @@ func (p *publisher) loadConfig(ctx context.Context) error {
 		klog.FromContext(ctx).Info("Classic config changed, reloaded", "path", p.configPath, "pools", len(cfg.ResourceList))
 	}
 	p.config, p.configBytes = cfg, data
+	p.metrics.ConfigWarnings.Set(float64(len(warnings)))
 	return nil
+}
+
+// warnIgnored reports the fields a config version's parse ignored. The
+// classic plugin ignores a field it does not know; so do we, but loudly:
+// it is often a misspelt one ("driver" for "drivers"), and a selector
+// field dropped widens its pool in silence. Each is logged, and the
+// version gets one Warning event on the Node.
+func (p *publisher) warnIgnored(ctx context.Context, data []byte, warnings []error) {
+	if len(warnings) == 0 {
+		return
+	}
+	fields := make([]string, len(warnings))
+	for i, w := range warnings {
+		fields[i] = w.Error()
+		klog.FromContext(ctx).Info("Warning: classic config field ignored", "path", p.configPath, "field", fields[i])
+	}
+	sum := sha256.Sum256(data)
+	p.events.warn(ctx, "ClassicConfigFieldsIgnored", fmt.Sprintf("classic config %s (sha256 %x): %d field(s) ignored, check for misspellings (an ignored selector widens its pool): %s",
+		p.configPath, sum[:6], len(fields), strings.Join(fields, "; ")))
 }
 
 // sync rediscovers the host and hands the pool on if it differs from the
@@ -133,6 +170,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	}
 	opts := p.slices
 	opts.InUse = p.devicesInUse(ctx)
+	opts.Allocated = p.devicesHeld(ctx)
 	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, opts)
 	if err != nil {
 		return false, err
@@ -172,7 +210,26 @@ func (p *publisher) devicesInUse(ctx context.Context) map[string]bool {
 		klog.FromContext(ctx).Info("PodResources API answers again")
 		p.inUseErr = ""
 	}
+	p.mu.Lock()
+	p.inUse, p.inUseKnown = inUse, err == nil
+	p.mu.Unlock()
 	return inUse
+}
+
+// devicesHeld returns the devices prepared claims hold. An unreadable
+// checkpoint keeps the last answer: a device is never offered to the shim
+// because its claim could not be read.
+func (p *publisher) devicesHeld(ctx context.Context) map[string]selector.Allocated {
+	if p.allocated == nil {
+		return nil
+	}
+	held, err := p.allocated()
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Cannot read the prepared claims; the devices they held stay held", "err", err)
+		return p.heldLast
+	}
+	p.heldLast = held
+	return held
 }
 
 // count records the published devices by type and classic pool, and the

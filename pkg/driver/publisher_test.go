@@ -4,11 +4,15 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/host"
@@ -154,4 +158,55 @@ func TestPublisherCountsWhatItPublishes(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("accelerator", "intel.com/acc")))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("netDevice", "")))
 	assert.Equal(t, 2, testutil.CollectAndCount(m.DevicesPublished))
+}
+
+// TestConfigTypoWarned: a pool whose "driver" should read "drivers" loses
+// that filter, as the classic plugin's would, and grows; the ignored field
+// is counted in the gauge and posted once on the Node, and a corrected
+// config clears the gauge.
+func TestConfigTypoWarned(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	hostDir := filepath.Join(dir, "host")
+	// Two VFs: 0 on iavf, 1 on vfio-pci.
+	spec := simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 2, VFs: []simhost.VF{{Index: 1, Driver: "vfio-pci"}}}}}
+	require.NoError(t, simhost.Write(hostDir, spec))
+	cfgPath := filepath.Join(dir, "config.json")
+	typo := `{"resourceList":[{"resourceName":"dpdk","selectors":{"pfNames":["ens1f0"],"driver":["vfio-pci"]}}]}`
+	require.NoError(t, os.WriteFile(cfgPath, []byte(typo), 0o644))
+	h, err := simhost.Open(hostDir)
+	require.NoError(t, err)
+	client := fake.NewClientset()
+	rec := &recorder{}
+	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish, metrics: metrics.New(),
+		events: newNodeEvents(client, "node", testDriver)}
+
+	_, err = p.sync(ctx)
+	require.NoError(t, err, "an unknown field is no error, as in the classic plugin")
+	assert.Len(t, resourceNames(rec.calls[0]), 2, "without its driver filter the pool takes both VFs")
+	assert.Equal(t, 1.0, testutil.ToFloat64(p.metrics.ConfigWarnings))
+	warnings := func() []string {
+		evs, err := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		var out []string
+		for _, e := range evs.Items {
+			if e.Reason == "ClassicConfigFieldsIgnored" && e.InvolvedObject.Name == "node" {
+				out = append(out, e.Message)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(warnings()) == 1 }, 5*time.Second, 10*time.Millisecond, "a Warning event on the Node")
+	assert.Contains(t, warnings()[0], `resourceList[0].selectors: unknown field "driver"`)
+	assert.Contains(t, warnings()[0], cfgPath)
+
+	_, err = p.sync(ctx)
+	require.NoError(t, err)
+	assert.Len(t, warnings(), 1, "one event per config version, not per rescan")
+
+	require.NoError(t, os.WriteFile(cfgPath, []byte(strings.Replace(typo, `"driver"`, `"drivers"`, 1)), 0o644))
+	_, err = p.sync(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0.0, testutil.ToFloat64(p.metrics.ConfigWarnings), "the corrected config has none")
+	assert.Equal(t, map[string]string{"pci-0000-3b-02-1": "intel.com/dpdk"}, resourceNames(rec.calls[len(rec.calls)-1]))
 }

@@ -17,6 +17,7 @@ import (
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 )
 
@@ -67,6 +68,9 @@ func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
 	}
 	prefix := prepare.SpecFilePrefix(prepare.CDIKind(p.driverName))
 	entries, _ := os.ReadDir(p.cdiRoot)
+	// Recovery runs before the first rescan: the devices' PCI addresses,
+	// which name their device-info files, come from a discovery of its own.
+	var inv *discovery.Inventory
 	for _, ent := range entries {
 		name := ent.Name()
 		path := filepath.Join(p.cdiRoot, name)
@@ -74,7 +78,15 @@ func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
 		if !ok || !strings.HasSuffix(name, ".json") || owned[path] {
 			continue
 		}
-		e, err := p.rebuildEntry(path, uid)
+		if inv == nil {
+			if inv, _ = p.devices.snapshot(); inv == nil {
+				var err error
+				if inv, err = p.devices.rediscover(ctx); err != nil {
+					klog.FromContext(ctx).Error(err, "Discovery for adopting CDI specs failed; their device-info files stay until the start-up sweep")
+				}
+			}
+		}
+		e, err := p.rebuildEntry(path, uid, inv)
 		if err != nil {
 			klog.FromContext(ctx).Error(err, "Cannot adopt a CDI spec no checkpoint entry owns; leaving it", "path", path)
 			continue
@@ -84,7 +96,7 @@ func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
 	}
 }
 
-func (p *preparer) rebuildEntry(specPath, uid string) (checkpoint.Claim, error) {
+func (p *preparer) rebuildEntry(specPath, uid string, inv *discovery.Inventory) (checkpoint.Claim, error) {
 	b, err := os.ReadFile(specPath)
 	if err != nil {
 		return checkpoint.Claim{}, err
@@ -94,7 +106,6 @@ func (p *preparer) rebuildEntry(specPath, uid string) (checkpoint.Claim, error) 
 		return checkpoint.Claim{}, err
 	}
 	e := checkpoint.Claim{State: checkpoint.StatePrepared, CDISpec: specPath, Rebuilt: true}
-	inv, _ := p.devices.snapshot()
 	for _, d := range spec.Devices {
 		dev := checkpoint.Device{Name: strings.TrimPrefix(d.Name, uid+"-"), CDIDeviceIDs: []string{spec.Kind + "=" + d.Name}}
 		if inv != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/flock"
 	"github.com/sriov-dra/sriov-dra/pkg/nodefiles"
+	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
 
 // nodeState is the driver's record of prepared claims: one checkpoint file
@@ -78,6 +79,28 @@ func (s *nodeState) peek() (checkpoint.Data, error) {
 	return d, err
 }
 
+// held returns the devices the prepared (and preparing) claims hold, with
+// the classic pool each was in when prepared. Read without the lock: an
+// entry is written before its device is rebound, so a rescan that sees
+// the new driver sees the entry too.
+func (s *nodeState) held() (map[string]selector.Allocated, error) {
+	d, err := s.peek()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]selector.Allocated{}
+	for _, c := range d.Claims {
+		for _, dev := range c.Devices {
+			a := selector.Allocated{PoolKnown: dev.ClassicPool != nil}
+			if a.PoolKnown {
+				a.Pool = *dev.ClassicPool
+			}
+			out[dev.Name] = a
+		}
+	}
+	return out, nil
+}
+
 // save writes the checkpoint durably; call it with the lock held.
 func (s *nodeState) save(d checkpoint.Data) error {
 	if err := checkpoint.Save(s.path, d); err != nil {
@@ -97,8 +120,9 @@ func (s *nodeState) setAside(ctx context.Context, cause error) (checkpoint.Data,
 	return checkpoint.Data{BootID: s.bootID, Claims: map[string]checkpoint.Claim{}}, nil
 }
 
-// markCorrupt records that the checkpoint could not be read.
-func (s *nodeState) markCorrupt() { s.unreadable.Store(true) }
+// markCorrupt records that the checkpoint could not be read, and reports
+// whether that is news.
+func (s *nodeState) markCorrupt() bool { return !s.unreadable.Swap(true) }
 
 // healthy reports whether the state could be read every time it was.
 func (s *nodeState) healthy() bool { return !s.unreadable.Load() }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	resourceapi "k8s.io/api/resource/v1"
@@ -77,9 +78,34 @@ func TestUnreadableCheckpointAtRuntime(t *testing.T) {
 	require.ErrorIs(t, err, checkpoint.ErrUnreadable)
 	assert.True(t, exists(spec), "no destructive decision from an unreadable state")
 	assert.False(t, n.state.healthy())
+	// Whole calls that failed are counted, by reason, as claims are.
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues(reasonCheckpoint)), "the failed prepare call")
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.UnprepareErrors.WithLabelValues(reasonCheckpoint)), "the failed unprepare call")
+	assert.Equal(t, 0.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues(reasonClaim)), "no claim was tried")
 	require.Eventually(t, func() bool {
 		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
 		return len(evs.Items) == 1 && evs.Items[0].Reason == "CheckpointUnreadable" && evs.Items[0].InvolvedObject.Name == "node"
+	}, 5*time.Second, 10*time.Millisecond, "a Warning event on the Node")
+}
+
+// TestUnreadableCheckpointNoticedAtRescan: no prepare needs to come for a
+// checkpoint gone bad to fail the health check, zero the gauge and post
+// the event.
+func TestUnreadableCheckpointNoticedAtRescan(t *testing.T) {
+	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
+	require.NoError(t, n.prepareOne(t, claimFor("running", "", "pci-0000-3b-02-0")).Err)
+	inv, _ := n.pub.snapshot()
+	n.checkState(context.Background(), inv)
+	require.True(t, n.state.healthy(), "a readable checkpoint")
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
+
+	require.NoError(t, os.WriteFile(n.state.path, []byte(`{"version":"v1","chec`), 0o600))
+	n.checkState(context.Background(), inv)
+	assert.False(t, n.state.healthy())
+	assert.Equal(t, 0.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
+	require.Eventually(t, func() bool {
+		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		return len(evs.Items) == 1 && evs.Items[0].Reason == "CheckpointUnreadable"
 	}, 5*time.Second, 10*time.Millisecond, "a Warning event on the Node")
 }
 

@@ -19,7 +19,17 @@ import (
 // removed, drivers restored, the entry dropped. A claim this node never
 // prepared, or already unprepared, is done.
 func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
-	defer func(start time.Time) { p.metrics.UnprepareDuration.Observe(time.Since(start).Seconds()) }(time.Now())
+	start := time.Now()
+	out, err := p.unprepare(ctx, claims)
+	p.metrics.UnprepareDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.metrics.UnprepareErrors.WithLabelValues(failureReason(err)).Inc()
+		klog.FromContext(ctx).Error(err, "Unprepare call failed", "claims", len(claims), "reason", failureReason(err))
+	}
+	return out, err
+}
+
+func (p *preparer) unprepare(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
 	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
 		return nil, err
@@ -35,7 +45,7 @@ func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.Namespa
 		}
 		if err := p.rollback(ctx, entry); err != nil {
 			klog.FromContext(ctx).Error(err, "Unprepare failed; the kubelet will retry", "claim", klog.KRef(entry.Namespace, entry.Name))
-			p.metrics.UnprepareErrors.Inc()
+			p.metrics.UnprepareErrors.WithLabelValues(reasonClaim).Inc()
 			out[c.UID] = err
 			continue
 		}
@@ -43,7 +53,7 @@ func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.Namespa
 		out[c.UID] = nil
 	}
 	if err := p.state.save(cp); err != nil {
-		return nil, err
+		return nil, failed(reasonCheckpoint, err)
 	}
 	return out, nil
 }
@@ -90,11 +100,11 @@ func (p *preparer) logRollback(ctx context.Context, e checkpoint.Claim, err erro
 // The caller releases the lock with unlock.
 func (p *preparer) lockState(ctx context.Context) (cp checkpoint.Data, unlock func(), err error) {
 	if unlock, err = p.state.lock(ctx); err != nil {
-		return cp, nil, err
+		return cp, nil, failed(reasonCheckpoint, err)
 	}
 	if cp, err = p.loadState(ctx); err != nil {
 		unlock()
-		return cp, nil, err
+		return cp, nil, failed(reasonCheckpoint, err)
 	}
 	return cp, unlock, nil
 }
@@ -106,25 +116,45 @@ func (p *preparer) lockState(ctx context.Context) (cp checkpoint.Data, unlock fu
 func (p *preparer) loadState(ctx context.Context) (checkpoint.Data, error) {
 	cp, err := p.state.load(ctx)
 	if errors.Is(err, checkpoint.ErrUnreadable) {
-		err = fmt.Errorf("%w; preparing and unpreparing stop until the driver restarts, which keeps the file aside and rebuilds the state", err)
-		klog.FromContext(ctx).Error(err, "Checkpoint unreadable")
-		p.events.warn(ctx, "CheckpointUnreadable", err.Error())
-		p.state.markCorrupt()
-		p.metrics.CheckpointReadable.Set(0)
+		err = p.stateUnreadable(ctx, err)
 	}
 	return cp, err
+}
+
+// stateUnreadable records an unreadable checkpoint: reported once, the
+// health check failing from now on, so that the kubelet restarts the
+// daemon, which keeps the file aside and rebuilds.
+func (p *preparer) stateUnreadable(ctx context.Context, err error) error {
+	err = fmt.Errorf("%w; preparing and unpreparing stop until the driver restarts, which keeps the file aside and rebuilds the state", err)
+	if p.state.markCorrupt() {
+		klog.FromContext(ctx).Error(err, "Checkpoint unreadable")
+		p.events.warn(ctx, "CheckpointUnreadable", err.Error())
+		p.metrics.CheckpointReadable.Set(0)
+	}
+	return err
+}
+
+// checkState reads the checkpoint at a rescan, so that a file that became
+// unreadable is noticed then, not at the next prepare, and warns about
+// prepared devices gone from the host.
+func (p *preparer) checkState(ctx context.Context, inv *discovery.Inventory) {
+	cp, err := p.state.peek()
+	switch {
+	case errors.Is(err, checkpoint.ErrUnreadable):
+		_ = p.stateUnreadable(ctx, err)
+	case err != nil:
+		klog.FromContext(ctx).Error(err, "Reading the checkpoint at a rescan")
+	default:
+		p.warnVanished(ctx, cp, inv)
+	}
 }
 
 // warnVanished warns, once per device, about a prepared device that is no
 // longer on the host (its VFs were removed, its NIC unplugged): its pod
 // runs on without it. Unprepare will still succeed.
-func (p *preparer) warnVanished(ctx context.Context, inv *discovery.Inventory) {
+func (p *preparer) warnVanished(ctx context.Context, cp checkpoint.Data, inv *discovery.Inventory) {
 	if inv == nil {
 		return
-	}
-	cp, err := p.state.peek()
-	if err != nil {
-		return // reported by prepare and unprepare
 	}
 	gone := map[string]bool{}
 	for _, e := range cp.Claims {

@@ -30,8 +30,8 @@ type Metrics struct {
 	DevicesUnhealthy   prometheus.Gauge
 	PrepareDuration    prometheus.Histogram
 	UnprepareDuration  prometheus.Histogram
-	PrepareErrors      prometheus.Counter
-	UnprepareErrors    prometheus.Counter
+	PrepareErrors      *prometheus.CounterVec
+	UnprepareErrors    *prometheus.CounterVec
 	Rescans            *prometheus.CounterVec
 	RescanDuration     prometheus.Histogram
 	SliceWrites        *prometheus.CounterVec
@@ -40,6 +40,7 @@ type Metrics struct {
 	CheckpointReadable prometheus.Gauge
 	NRIConnected       prometheus.Gauge
 	NetdevMoves        *prometheus.CounterVec
+	ConfigWarnings     prometheus.Gauge
 }
 
 // New registers the metrics in a registry of their own, with the Go runtime
@@ -58,10 +59,10 @@ func New() *Metrics {
 			Help: "Time of each NodePrepareResources call.", Buckets: latency}),
 		UnprepareDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "unprepare_duration_seconds",
 			Help: "Time of each NodeUnprepareResources call.", Buckets: latency}),
-		PrepareErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "prepare_errors_total",
-			Help: "Claims that failed to prepare."}),
-		UnprepareErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "unprepare_errors_total",
-			Help: "Claims that failed to unprepare."}),
+		PrepareErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "prepare_errors_total",
+			Help: "Failed prepares, by reason: claim (one claim of a call failed), or checkpoint, discovery, bind, canceled (the whole call failed)."}, []string{"reason"}),
+		UnprepareErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "unprepare_errors_total",
+			Help: "Failed unprepares, by reason: claim (one claim of a call failed), or checkpoint, canceled (the whole call failed)."}, []string{"reason"}),
 		Rescans: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rescans_total",
 			Help: "Rediscoveries of the host, by what caused them (event or periodic)."}, []string{"cause"}),
 		RescanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "rescan_duration_seconds",
@@ -78,10 +79,12 @@ func New() *Metrics {
 			Help: "1 while the container runtime's NRI delivers pod sandbox events (--nri)."}),
 		NetdevMoves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "netdev_moves_total",
 			Help: "Netdevs moved into pods (to=pod) and back (to=host), and failed moves (result=error)."}, []string{"to", "result"}),
+		ConfigWarnings: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_warnings",
+			Help: "Fields of the classic config in force that were ignored (unknown or misspelt): each widens or changes a pool in silence."}),
 	}
 	reg.MustRegister(m.DevicesPublished, m.DevicesUnhealthy, m.PrepareDuration, m.UnprepareDuration, m.PrepareErrors,
 		m.UnprepareErrors, m.Rescans, m.RescanDuration, m.SliceWrites, m.Rebinds, m.LegacyAllocations, m.CheckpointReadable,
-		m.NRIConnected, m.NetdevMoves)
+		m.NRIConnected, m.NetdevMoves, m.ConfigWarnings)
 	m.CheckpointReadable.Set(1)
 	return m
 }

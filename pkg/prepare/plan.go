@@ -56,6 +56,10 @@ type DevicePlan struct {
 	// Device is the device as the plan saw it, before any rebind.
 	Device  discovery.Device
 	Options Options
+	// ClassicPool is the classic pool the device was in when planned ("" for
+	// none): it stays the device's pool while it is allocated, whatever
+	// driver the allocation binds.
+	ClassicPool string
 	// Granted are the class-only fields the claim's config set because its
 	// DeviceClass grants them (claimMaySet): the caller logs them.
 	Granted []string
@@ -132,7 +136,8 @@ func (in *Input) resolveClaim(c *resourceapi.ResourceClaim) ([]DevicePlan, error
 			// it must not be reconfigured or taken from its pod.
 			cfg.Driver, cfg.Network = "", nil
 		}
-		dp := DevicePlan{Request: r.Request, Pool: r.Pool, Device: d, Options: in.optionsFor(&d, cfg, fallback), Granted: granted}
+		dp := DevicePlan{Request: r.Request, Pool: r.Pool, Device: d, Options: in.optionsFor(&d, cfg, fallback), Granted: granted,
+			ClassicPool: in.classicPool(d.Name)}
 		if err := in.checkRebind(&dp); err != nil {
 			return nil, err
 		}
@@ -158,6 +163,15 @@ func (in *Input) optionsFor(d *discovery.Device, cfg netconfig.NetConfig, fallba
 		pool, _ = in.Pools.PoolFor(d.Name)
 	}
 	return OptionsFor(pool, d, cfg, fallback)
+}
+
+func (in *Input) classicPool(device string) string {
+	if in.Pools != nil {
+		if pool, ok := in.Pools.PoolFor(device); ok {
+			return pool.Name()
+		}
+	}
+	return ""
 }
 
 func (in *Input) checkRebind(dp *DevicePlan) error {

@@ -195,6 +195,10 @@ type PoolOptions struct {
 	// InUse names devices (by classic ID) that pods hold through the
 	// device-plugin API: left out until released.
 	InUse map[string]bool
+	// Allocated are the devices prepared claims hold, by name: they keep
+	// the classic pool they were allocated from and are never in a pool
+	// WithholdPool names (see selector.Result.Hold).
+	Allocated map[string]selector.Allocated
 	// LinkDown is the taint of devices whose PF link is down (see Options).
 	LinkDown *resourceapi.DeviceTaint
 }
@@ -213,6 +217,7 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) 
 		if pools, err = selector.Select(cfg, inv); err != nil {
 			return resourceslice.Pool{}, nil, nil, err
 		}
+		pools.Hold(po.Allocated, inv, withhold)
 		o.ResourceNameOf = func(name string) string {
 			if pool, ok := pools.PoolFor(name); ok {
 				return pool.Name()

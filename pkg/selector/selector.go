@@ -204,3 +204,62 @@ func pfMatcher(entries []string, pfOf func(*discovery.Device) string, eq func(a,
 		return false
 	}, nil
 }
+
+// Allocated is a device another path (a prepared DRA claim) holds.
+type Allocated struct {
+	// Pool is the pool it was in when allocated ("" for none); it stays
+	// there, whatever driver the allocation bound it to, so that a rebind
+	// never moves a held device into another pool or out of its own.
+	Pool string
+	// PoolKnown is false when the allocation did not record its pool (an
+	// older record): the device keeps the pool it falls in now.
+	PoolKnown bool
+}
+
+// Hold puts allocated devices back in the pools they were allocated from,
+// then takes every allocated device out of the pools keep says another
+// path serves (the legacy shim): a device is never offered by two paths at
+// once. A device of a pool the config no longer has is in no pool.
+func (r *Result) Hold(allocated map[string]Allocated, inv *discovery.Inventory, serves func(poolName string) bool) {
+	if len(allocated) == 0 {
+		return
+	}
+	index := make(map[string]int, len(r.Pools))
+	for i := range r.Pools {
+		index[r.Pools[i].Name()] = i
+	}
+	changed := map[int]bool{}
+	for name, a := range allocated {
+		if _, ok := inv.Get(name); !ok {
+			continue
+		}
+		from, in := r.PoolOf[name]
+		to, toOK := from, in
+		if a.PoolKnown {
+			to, toOK = index[a.Pool]
+		}
+		if toOK && serves != nil && serves(r.Pools[to].Name()) {
+			toOK = false
+		}
+		if in == toOK && from == to {
+			continue
+		}
+		if in {
+			changed[from] = true
+			delete(r.PoolOf, name)
+		}
+		if toOK {
+			changed[to] = true
+			r.PoolOf[name] = to
+		}
+	}
+	// Rebuild the changed pools' lists from PoolOf, in inventory order.
+	for i := range changed {
+		r.Pools[i].Devices = r.Pools[i].Devices[:0:0]
+	}
+	for d := range inv.All() {
+		if i, ok := r.PoolOf[d.Name]; ok && changed[i] {
+			r.Pools[i].Devices = append(r.Pools[i].Devices, d)
+		}
+	}
+}

@@ -38,6 +38,8 @@ func (h *Host) WatchEvents(ctx context.Context, notify func(reason string)) erro
 // pollLinks reads each netdev's link and reports those that changed since
 // last (which it updates).
 func (h *Host) pollLinks(netdevs []string, last map[string]string, notify func(string)) {
+	h.links.Lock()
+	defer h.links.Unlock()
 	for _, dir := range netdevs {
 		state := h.linkState(dir)
 		if prev, seen := last[dir]; seen && prev != state {
@@ -91,6 +93,8 @@ func (h *Host) SetLink(ifName string, up bool) error {
 		return fmt.Errorf("interface %s: %w", ifName, err)
 	}
 	dir := h.SysPath(rel)
+	h.links.Lock()
+	defer h.links.Unlock()
 	state, carrier := "down", ""
 	if up {
 		state, carrier = "up", "1"

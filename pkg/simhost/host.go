@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,6 +28,10 @@ type Host struct {
 	root string
 	// pollInterval overrides PollInterval (tests).
 	pollInterval time.Duration
+	// links orders this process's SetLink and link polls: a link's two
+	// files change one after the other, and a poll between them would
+	// report a state the link never had.
+	links sync.Mutex
 }
 
 // Open returns the simulated host written under root (root/sys, root/dev,

@@ -1,0 +1,77 @@
+package driver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+
+	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
+	"github.com/sriov-dra/sriov-dra/pkg/simhost"
+)
+
+const namedConfig = `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","resourceName":"intel.com/net"}`
+
+// TestAdoptedClaimsInfoFilesGo: after the checkpoint is lost, a restarted
+// driver adopts the claims from their CDI specs before it has discovered
+// anything; unpreparing them removes their device-info files too.
+func TestAdoptedClaimsInfoFilesGo(t *testing.T) {
+	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
+	claim := claimFor("running", namedConfig, "pci-0000-3b-02-0")
+	require.NoError(t, n.prepareOne(t, claim).Err)
+	info := filepath.Join(n.devInfoDir, "intel.com-net-0000:3b:02.0-device.json")
+	require.FileExists(t, info)
+	require.NoError(t, os.Remove(n.state.path))
+
+	// A new process: its publisher has not scanned the host yet.
+	fresh := &publisher{host: n.h, poolName: "node", publish: func(resourceslice.Pool) {}, metrics: n.metrics}
+	restarted := &testNode{preparer: newPreparer(Config{DriverName: testDriver, NodeName: "node", Host: n.h, CDIRoot: n.cdiRoot,
+		PluginDir: n.pluginDir, DevInfoDir: n.devInfoDir, KubeClient: n.client}, fresh, n.metrics), root: n.root, h: n.h, client: n.client, pub: fresh}
+	require.NoError(t, restarted.recover(context.Background()))
+	assert.Equal(t, []string{info}, restarted.checkpoint(t).Claims["running"].InfoFiles, "the adopted claim owns its device-info file")
+
+	require.NoError(t, restarted.unprepareOne(t, claim))
+	assert.NoFileExists(t, info)
+	assert.NoFileExists(t, filepath.Join(n.cdiRoot, "sriov.dra.dev-net_running.json"))
+}
+
+// TestStartupSweep: every device-info file about a device of the node is
+// owned by a prepared claim or handed to the shim; the rest go. Files
+// about other devices, and other files, stay.
+func TestStartupSweep(t *testing.T) {
+	// VF 3 on vfio-pci: in the dpdk pool the shim serves.
+	n := newTestNode(t, nodeOpts{spec: e810(simhost.VF{Index: 3, Driver: "vfio-pci"}), config: poolsByDriver, objects: []runtime.Object{testClass}})
+	require.NoError(t, n.prepareOne(t, claimFor("running", namedConfig, "pci-0000-3b-02-0")).Err)
+	dir := n.devInfoDir
+	owned := filepath.Join(dir, "intel.com-net-0000:3b:02.0-device.json")
+	require.FileExists(t, owned)
+	write := func(name string) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte("{}"), 0o600))
+		return path
+	}
+	leftover := write("intel.com-net-0000:3b:02.1-device.json")  // a claim gone while no driver ran
+	shimFile := write("intel.com-dpdk-0000:3b:02.3-device.json") // a legacy pod's, maybe still running
+	others := []string{
+		write("intel.com-net-0000:d8:00.1-device.json"), // not a device of this node
+		write("README"),
+	}
+	shim := deviceplugin.New(deviceplugin.Config{DriverName: testDriver, Resources: []string{"intel.com/dpdk"}, DevInfoDir: dir})
+
+	require.NoError(t, n.sweepFiles(context.Background(), shim))
+	assert.FileExists(t, owned, "its claim is prepared")
+	assert.NoFileExists(t, leftover, "no claim or pod owns it")
+	assert.FileExists(t, shimFile, "the shim decides once the kubelet says who holds it")
+	for _, f := range others {
+		assert.FileExists(t, f)
+	}
+	assert.Zero(t, shim.ReleaseFiles(context.Background(), map[string]bool{"0000:3b:02.3": true}, time.Now()), "a pod holds it")
+	assert.Equal(t, 1, shim.ReleaseFiles(context.Background(), map[string]bool{}, time.Now()), "the pod is gone")
+	assert.NoFileExists(t, shimFile)
+}
