@@ -273,7 +273,8 @@ func TestStartWithoutAPIServer(t *testing.T) {
 func TestCheckpointCorruptedWhileRunning(t *testing.T) {
 	ctx := t.Context()
 	h := newSimHost(t, profiles(t, "e810"))
-	d := startDriver(t, driverOpts{host: h})
+	addr, sock := freeLoopbackAddr(t), filepath.Join(t.TempDir(), "health.sock")
+	d := startDriver(t, driverOpts{host: h, extraFlags: []string{"--metrics-addr", addr, "--health-socket", sock}})
 	classWithConfig(ctx, t, "e2e-corrupt", `device.driver == "sriov.dra.dev" && device.attributes["sriov.dra.dev"].driver == "iavf"`,
 		`{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","resourceName":"intel.com/corrupt"}`)
 	ns := framework.Namespace(ctx, t, cluster.Client, "corrupt")
@@ -290,6 +291,11 @@ func TestCheckpointCorruptedWhileRunning(t *testing.T) {
 	require.Eventually(t, func() bool { _, err := os.Stat(spec); return err == nil }, 60*time.Second, 100*time.Millisecond)
 
 	require.NoError(t, os.WriteFile(checkpointPath(), []byte(`{"version":"v1","checks`), 0o600))
+	// Noticed at the next rescan (1 s here), before any prepare needs it:
+	// the liveness check fails, so that the kubelet would restart the daemon.
+	require.Eventually(t, func() bool { code, _ := probe(t, sock, "healthz"); return code != 0 }, 15*time.Second, 100*time.Millisecond,
+		"/healthz still passes with an unreadable checkpoint")
+	assert.Equal(t, 0.0, scrape(t, addr)["sriov_dra_checkpoint_readable"])
 	_, err = cluster.Client.ResourceV1().ResourceClaims(ns).Create(ctx, simpleClaim(ns, "later", "e2e-corrupt", 1), metav1.CreateOptions{})
 	require.NoError(t, err)
 	_, err = cluster.Client.CoreV1().Pods(ns).Create(ctx, podWithClaims(ns, "later", "exec sleep 3600", "later"), metav1.CreateOptions{})
@@ -300,6 +306,9 @@ func TestCheckpointCorruptedWhileRunning(t *testing.T) {
 	}), "a CheckpointUnreadable event on the Node")
 	_, err = os.Stat(spec)
 	require.NoError(t, err, "the running pod's CDI spec is never removed")
+	// Each of the kubelet's failed calls is counted, though no claim was tried.
+	require.Eventually(t, func() bool { return scrape(t, addr)[`sriov_dra_prepare_errors_total{reason="checkpoint"}`] >= 1 }, 60*time.Second, 200*time.Millisecond,
+		"the failed NodePrepareResources calls are not counted")
 
 	d.kill()
 	startDriver(t, driverOpts{host: h})
@@ -324,6 +333,17 @@ func TestCheckpointCorruptedWhileRunning(t *testing.T) {
 		st := p.Status.ContainerStatuses[0]
 		return st.RestartCount > before && st.State.Running != nil, nil
 	}), "the running pod's container restarted with its CDI devices: %s", framework.DescribePod(ctx, cluster.Client, ns, "running"))
+
+	// The adopted claim owns its device-info file: unprepared, it is gone.
+	infoFiles := func() []string {
+		got, _ := filepath.Glob(filepath.Join(devInfoDir(), "intel.com-corrupt-*-device.json"))
+		return got
+	}
+	require.Len(t, infoFiles(), 2, "one device-info file per prepared claim")
+	later := allocatedClaim(ctx, t, ns, "later")
+	deletePodAndWaitUnprepared(ctx, t, ns, "running", string(c.UID))
+	deletePodAndWaitUnprepared(ctx, t, ns, "later", string(later.UID))
+	assert.Empty(t, infoFiles(), "device-info files left after the adopted claim was unprepared")
 }
 
 func restarts(ctx context.Context, t *testing.T, ns, pod string) int32 {
