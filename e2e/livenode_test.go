@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,8 +68,15 @@ func TestDRARebindNeverFeedsTheShim(t *testing.T) {
 	h := newSimHost(t, profiles(t, "e810"))
 	addr := freeLoopbackAddr(t)
 	d := startDriver(t, driverOpts{host: h, config: writeConfig(t, shimAndDRAConfig), legacy: []string{"intel.com/legacy_dpdk"},
-		extraFlags: []string{"--metrics-addr", addr}})
+		extraFlags: []string{"--metrics-addr", addr}, noWait: true})
 	waitAllocatable(ctx, t, "intel.com/legacy_dpdk", 2)
+	var want []string
+	for _, n := range deviceNames(t, h) {
+		if !slices.Contains(legacyDPDK, deviceIDOf(n)) {
+			want = append(want, n)
+		}
+	}
+	waitDevices(ctx, t, cluster.NodeName, 30*time.Second, sameDevices(want))
 
 	// The typo: warned in the log, on the Node, in the metric.
 	log, err := os.ReadFile(d.log)
