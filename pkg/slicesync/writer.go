@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,11 @@ type Writer struct {
 	// need not list and compare every device of the pool (tens of MB for
 	// 2,048 devices): only a change by someone else calls for it.
 	own map[string]string
+	// listed is what the last list showed: until the echo of the writer's
+	// own update or delete of a slice arrives, the informer still shows
+	// the listed version, which is no change by someone else. (A create
+	// has no such grace: a slice the informer lacks may have been deleted.)
+	listed map[string]string
 }
 
 // ownDelete marks a slice the writer deleted itself.
@@ -95,7 +101,7 @@ func (w *Writer) knowsAll() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for name, rv := range cached {
-		if w.own[name] != rv {
+		if w.own[name] != rv && w.listed[name] != rv {
 			return false
 		}
 	}
@@ -225,6 +231,7 @@ func (w *Writer) sync(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	w.own = seen // what the writer knows now; its writes below add to it
+	w.listed = maps.Clone(seen)
 	w.mu.Unlock()
 	plan := w.plan(desired, stored)
 	writes := len(plan.deletes) + len(plan.updates) + len(plan.creates)
