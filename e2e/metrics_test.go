@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -95,10 +94,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	require.NoError(t, os.MkdirAll(registrar, 0o750))
 	t.Cleanup(func() { _ = os.RemoveAll(registrar) })
 	sock := filepath.Join(t.TempDir(), "health.sock")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := freeLoopbackAddr(t)
 	startDriver(t, driverOpts{host: h, registrar: registrar, rescan: time.Minute,
 		extraFlags: []string{"--metrics-addr", addr, "--health-socket", sock}})
 
