@@ -91,8 +91,8 @@ type driverOpts struct {
 // kubelet, whatever its --root-dir.
 func devicePluginDir() string { return "/var/lib/kubelet/device-plugins" }
 
-func startDriver(t testing.TB, o driverOpts) *driverProcess {
-	t.Helper()
+// driverArgs fills o's defaults and returns the command line of `sriov-dra run` for it.
+func driverArgs(o driverOpts) (driverOpts, []string) {
 	if o.node == "" {
 		o.node = cluster.NodeName
 	}
@@ -124,6 +124,12 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 		args = append(args, "--legacy-resources", strings.Join(o.legacy, ","), "--device-plugin-dir", devicePluginDir())
 	}
 	args = append(args, o.extraFlags...)
+	return o, args
+}
+
+func startDriver(t testing.TB, o driverOpts) *driverProcess {
+	t.Helper()
+	o, args := driverArgs(o)
 	registered := kubeletRegistrations()
 	log := filepath.Join(cluster.LogDir, fmt.Sprintf("sriov-dra-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano()))
 	f, err := os.Create(log)
@@ -136,6 +142,15 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	require.NoError(t, cmd.Start())
 	d := &driverProcess{cmd: cmd, log: log, done: make(chan struct{})}
 	go func() { d.err = cmd.Wait(); f.Close(); close(d.done) }()
+	// Stopped even when a wait below fails the test: a driver left running
+	// holds the node's instance lock and refuses every later one.
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			t.Logf("driver log %s (last 3000 bytes):\n%s", log, tail(string(b), 3000))
+		}
+	})
 	if !o.noDRA && o.node == cluster.NodeName && o.registrar == filepath.Join(cluster.KubeletRootDir(), "plugins_registry") {
 		// Pods created before the kubelet has connected to this instance
 		// fail their first prepare and wait out the kubelet's back-off.
@@ -145,13 +160,6 @@ func startDriver(t testing.TB, o driverOpts) *driverProcess {
 	if !o.noWait {
 		waitDevices(context.Background(), t, o.node, 60*time.Second, sameDevices(deviceNames(t, o.host)))
 	}
-	t.Cleanup(func() {
-		d.stop(t)
-		if t.Failed() {
-			b, _ := os.ReadFile(log)
-			t.Logf("driver log %s (last 3000 bytes):\n%s", log, tail(string(b), 3000))
-		}
-	})
 	return d
 }
 

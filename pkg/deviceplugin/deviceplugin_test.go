@@ -27,19 +27,69 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
-// registrar stands in for the kubelet's registration service: it records
-// what registers, as the kubelet's device manager would see it.
+// registrar stands in for the kubelet's registration service and behaves
+// as its device manager does (socket.go says where): it connects to each
+// endpoint registered and keeps a ListAndWatch stream open, refuses a path
+// it already holds ("device plugin already connected"), and forgets an
+// endpoint when its stream ends. It records, in order, each endpoint
+// connected and each stream ended.
 type registrar struct {
 	pluginapi.UnimplementedRegistrationServer
-	mu   sync.Mutex
-	reqs []*pluginapi.RegisterRequest
-	srv  *grpc.Server
+	dir string
+	srv *grpc.Server
+
+	mu      sync.Mutex
+	reqs    []*pluginapi.RegisterRequest // accepted
+	refused []string                     // endpoints registered while held
+	held    map[string]bool              // endpoint → its stream is open
+	events  []string                     // "connected <endpoint>", "ended <endpoint>"
+	conns   []*grpc.ClientConn
 }
 
 func (r *registrar) Register(_ context.Context, req *pluginapi.RegisterRequest) (*pluginapi.Empty, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	if r.held[req.Endpoint] {
+		r.refused = append(r.refused, req.Endpoint)
+		r.mu.Unlock()
+		return nil, fmt.Errorf("device plugin already connected: %s", filepath.Join(r.dir, req.Endpoint))
+	}
+	r.held[req.Endpoint] = true
+	r.mu.Unlock()
+	release := func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.held, req.Endpoint)
+	}
+	conn, err := grpc.NewClient("unix://"+filepath.Join(r.dir, req.Endpoint), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		release()
+		return nil, err
+	}
+	stream, err := pluginapi.NewDevicePluginClient(conn).ListAndWatch(context.Background(), &pluginapi.Empty{})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err != nil {
+		conn.Close()
+		release()
+		return nil, fmt.Errorf("connect to %s: %w", req.Endpoint, err)
+	}
+	r.mu.Lock()
 	r.reqs = append(r.reqs, req)
+	r.events = append(r.events, "connected "+req.Endpoint)
+	r.conns = append(r.conns, conn)
+	r.mu.Unlock()
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				break
+			}
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.held, req.Endpoint)
+		r.events = append(r.events, "ended "+req.Endpoint)
+	}()
 	return &pluginapi.Empty{}, nil
 }
 
@@ -53,6 +103,16 @@ func (r *registrar) registered() map[string]int {
 	return out
 }
 
+// stop ends the registrar and its connections, as a kubelet that stops.
+func (r *registrar) stop() {
+	r.srv.Stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
+
 // startRegistrar listens on dir/kubelet.sock, as a (re)starting kubelet does.
 func startRegistrar(t testing.TB, dir string) *registrar {
 	t.Helper()
@@ -60,10 +120,10 @@ func startRegistrar(t testing.TB, dir string) *registrar {
 	_ = os.Remove(sock)
 	ln, err := net.Listen("unix", sock)
 	require.NoError(t, err)
-	r := &registrar{srv: grpc.NewServer()}
+	r := &registrar{dir: dir, srv: grpc.NewServer(), held: map[string]bool{}}
 	pluginapi.RegisterRegistrationServer(r.srv, r)
 	go func() { _ = r.srv.Serve(ln) }()
-	t.Cleanup(r.srv.Stop)
+	t.Cleanup(r.stop)
 	return r
 }
 
@@ -118,11 +178,27 @@ func (s *shim) update(t testing.TB) {
 	s.m.Update(context.Background(), inv, pools)
 }
 
+// socket is the resource's socket now, once it has one.
+func (s *shim) socket(t testing.TB, resource string) string {
+	t.Helper()
+	var sock string
+	require.Eventually(t, func() bool {
+		s.m.mu.Lock()
+		r := s.m.resources[resource]
+		s.m.mu.Unlock()
+		if r == nil || !r.serving() {
+			return false
+		}
+		sock = r.socket()
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "%s served", resource)
+	return sock
+}
+
 // client connects to a resource's socket, as the kubelet does.
 func (s *shim) client(t testing.TB, resource string) pluginapi.DevicePluginClient {
 	t.Helper()
-	sock := filepath.Join(s.dir, socketName("sriov.dra.dev", resource))
-	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 5*time.Second, 10*time.Millisecond)
+	sock := s.socket(t, resource)
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
@@ -135,7 +211,7 @@ func TestRegistersEachResource(t *testing.T) {
 	s.kube.mu.Lock()
 	for _, req := range s.kube.reqs {
 		assert.Equal(t, "v1beta1", req.Version)
-		assert.Equal(t, socketName("sriov.dra.dev", req.ResourceName), req.Endpoint)
+		assert.Equal(t, socketName("sriov.dra.dev", req.ResourceName, "", 0), req.Endpoint)
 		assert.True(t, req.Options.GetPreferredAllocationAvailable)
 		st, err := os.Stat(filepath.Join(s.dir, req.Endpoint))
 		require.NoError(t, err)
@@ -246,7 +322,7 @@ func TestKubeletRestartReRegisters(t *testing.T) {
 	s := newShim(t, false, All)
 	require.Eventually(t, func() bool { return len(s.kube.registered()) == 3 }, 5*time.Second, 10*time.Millisecond)
 	for round := range 3 {
-		s.kube.srv.Stop()
+		s.kube.stop()
 		entries, err := os.ReadDir(s.dir)
 		require.NoError(t, err)
 		for _, e := range entries {
@@ -273,10 +349,10 @@ func TestPoolRemovedStopsItsServer(t *testing.T) {
 	s.cfg, err = classic.Parse([]byte(`{"resourceList":[{"resourceName":"dpdk","selectors":{"drivers":["vfio-pci"]}},{"resourceName":"net","selectors":{"drivers":["iavf"]}}]}`), "")
 	require.NoError(t, err)
 	s.update(t)
-	rdmaSock := filepath.Join(s.dir, socketName("sriov.dra.dev", "mellanox.com/rdma"))
+	rdmaSock := filepath.Join(s.dir, socketName("sriov.dra.dev", "mellanox.com/rdma", "", 0))
 	_, err = os.Stat(rdmaSock)
 	assert.True(t, os.IsNotExist(err), "the removed pool's socket is gone")
-	_, err = os.Stat(filepath.Join(s.dir, socketName("sriov.dra.dev", "intel.com/net")))
+	_, err = os.Stat(filepath.Join(s.dir, socketName("sriov.dra.dev", "intel.com/net", "", 0)))
 	assert.NoError(t, err, "the others keep serving")
 	s.cfg = full
 	s.update(t)
@@ -348,7 +424,7 @@ func BenchmarkRegisterTen(b *testing.B) {
 		}
 		durations = append(durations, time.Since(start))
 		cancel()
-		kube.srv.Stop()
+		kube.stop()
 		os.RemoveAll(dir)
 	}
 	reportPercentiles(b, durations)

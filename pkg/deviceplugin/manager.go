@@ -58,6 +58,11 @@ type Config struct {
 	// FileGrace is how long a device-info file is kept before its device
 	// must be held by a pod (DefaultFileGrace).
 	FileGrace time.Duration
+	// Instance is the rolling-update identity (the DaemonSet pod's UID), or
+	// empty. Set, a digest of it is in every socket name, so that the old
+	// and the new pod of a rolling update never make the same path and the
+	// kubelet holds both endpoints during the handover (see socket.go).
+	Instance string
 }
 
 // CheckResources verifies --legacy-resources against a classic config: each
@@ -85,10 +90,15 @@ func CheckResources(names []string, cfg *classic.Config) error {
 type Manager struct {
 	cfg Config
 
+	instance string // instanceTag(cfg.Instance)
+
 	mu        sync.Mutex
 	resources map[string]*resource
-	kick      chan struct{}
-	files     infoFiles
+	// starts counts, per resource, the sockets this process has made, so
+	// that none is registered twice with one kubelet (see socket.go).
+	starts map[string]int
+	kick   chan struct{}
+	files  infoFiles
 }
 
 // New returns a shim for the configured resources.
@@ -102,7 +112,17 @@ func New(cfg Config) *Manager {
 	if cfg.Health == nil {
 		cfg.Health = func(*discovery.Device) string { return pluginapi.Healthy }
 	}
-	return &Manager{cfg: cfg, resources: map[string]*resource{}, kick: make(chan struct{}, 1)}
+	return &Manager{cfg: cfg, instance: instanceTag(cfg.Instance), resources: map[string]*resource{}, starts: map[string]int{},
+		kick: make(chan struct{}, 1)}
+}
+
+// nextStart numbers the next socket of a resource.
+func (m *Manager) nextStart(name string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.starts[name]
+	m.starts[name]++
+	return n
 }
 
 // Serves reports whether a classic pool's devices go through the shim (and
@@ -179,10 +199,10 @@ func (m *Manager) writeSpec(ctx context.Context, r *resource, pool *selector.Poo
 	}
 }
 
-// Run keeps every resource served and registered until ctx ends: a server
-// that is not serving (just added, or its socket removed by a restarting
-// kubelet) is started and registered again, as soon as the kubelet's
-// socket is there.
+// Run keeps every resource served and registered until ctx ends: a
+// resource not serving (just added, its socket removed by a restarting
+// kubelet or replaced by another process) gets a new endpoint, registered
+// as soon as the kubelet's socket is there, before the old one stops.
 func (m *Manager) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	tick := time.NewTicker(m.cfg.PollInterval)
@@ -218,7 +238,7 @@ func (m *Manager) Run(ctx context.Context) {
 				logger.Error(err, "Serving a classic resource failed; retrying", "resource", r.name)
 				continue
 			}
-			logger.Info("Classic resource registered with the kubelet", "resource", r.name, "socket", r.socket,
+			logger.Info("Classic resource registered with the kubelet", "resource", r.name, "socket", r.socket(),
 				"kubeletSocketAge", time.Since(st.ModTime()).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
@@ -234,6 +254,30 @@ func (m *Manager) Registered() bool {
 		}
 	}
 	return true
+}
+
+// Check reports, for /healthz, the resources whose socket is gone or was
+// replaced by another process's since they registered: the kubelet can no
+// longer reach them through it. Run repairs that within a poll when it can
+// (a restarting kubelet removes every socket); a failure that lasts means
+// the shim no longer serves what it registered.
+func (m *Manager) Check() error {
+	m.mu.Lock()
+	resources := make([]*resource, 0, len(m.resources))
+	for _, r := range m.resources {
+		resources = append(resources, r)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, r := range resources {
+		if r.socket() == "" {
+			continue // never registered yet: /readyz says so
+		}
+		if err := r.check(); err != nil {
+			errs = append(errs, fmt.Errorf("classic resource %s: %w", r.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (m *Manager) stopAll() {

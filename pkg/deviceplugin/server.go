@@ -3,8 +3,6 @@ package deviceplugin
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -21,6 +18,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/nodefiles"
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
+	"github.com/sriov-dra/sriov-dra/pkg/unixsock"
 )
 
 // resource serves one classic resource (a pool) to the kubelet over the
@@ -28,26 +26,23 @@ import (
 // of times, as each kubelet restart requires.
 type resource struct {
 	pluginapi.UnimplementedDevicePluginServer
-	name   string // intel.com/intel_sriov_dpdk
-	socket string
-	m      *Manager
+	name string // intel.com/intel_sriov_dpdk
+	m    *Manager
 
 	mu      sync.Mutex
 	pool    *selector.Pool
 	inv     *discovery.Inventory
 	list    []*pluginapi.Device
 	changed chan struct{} // closed and replaced when list changes
+	// The endpoint the kubelet knows (see socket.go): the gRPC server,
+	// its socket, and how many sockets were made before it.
 	server  *grpc.Server
+	ln      *unixsock.Listener
+	stopped bool // the pool left the config: never served again
 }
 
 func newResource(m *Manager, name string) *resource {
-	return &resource{name: name, m: m, changed: make(chan struct{}),
-		socket: filepath.Join(m.cfg.Dir, socketName(m.cfg.DriverName, name))}
-}
-
-// socketName is the resource's socket in the device-plugins directory.
-func socketName(driverName, resource string) string {
-	return driverName + "-" + strings.NewReplacer("/", "_").Replace(resource) + ".sock"
+	return &resource{name: name, m: m, changed: make(chan struct{})}
 }
 
 // update takes the pool's current devices; ListAndWatch streams see the
@@ -89,76 +84,6 @@ func numa(d *pluginapi.Device) int64 {
 		return -1
 	}
 	return d.Topology.Nodes[0].ID
-}
-
-// start listens on the resource's socket and registers with the kubelet.
-func (r *resource) start(ctx context.Context) error {
-	r.stop()
-	if err := os.Remove(r.socket); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove stale socket %s: %w", r.socket, err)
-	}
-	ln, err := net.Listen("unix", r.socket)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", r.socket, err)
-	}
-	if err := os.Chmod(r.socket, 0o600); err != nil {
-		ln.Close()
-		return err
-	}
-	srv := grpc.NewServer()
-	pluginapi.RegisterDevicePluginServer(srv, r)
-	go func() { _ = srv.Serve(ln) }()
-	r.mu.Lock()
-	r.server = srv
-	r.mu.Unlock()
-	if err := r.register(ctx); err != nil {
-		r.stop()
-		return err
-	}
-	return nil
-}
-
-// register announces the resource at the kubelet's registration socket.
-func (r *resource) register(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := grpc.NewClient("unix://"+r.m.kubeletSocket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_, err = pluginapi.NewRegistrationClient(conn).Register(ctx, &pluginapi.RegisterRequest{
-		Version:      pluginapi.Version,
-		Endpoint:     filepath.Base(r.socket),
-		ResourceName: r.name,
-		Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
-	})
-	if err != nil {
-		return fmt.Errorf("register %s with the kubelet: %w", r.name, err)
-	}
-	return nil
-}
-
-// stop ends the gRPC server (and its streams) and removes the socket.
-func (r *resource) stop() {
-	r.mu.Lock()
-	srv := r.server
-	r.server = nil
-	r.mu.Unlock()
-	if srv != nil {
-		srv.Stop()
-		_ = os.Remove(r.socket)
-	}
-}
-
-// serving reports whether the server runs and its socket is still there
-// (the kubelet removes every socket in its directory when it starts).
-func (r *resource) serving() bool {
-	r.mu.Lock()
-	up := r.server != nil
-	r.mu.Unlock()
-	_, err := os.Stat(r.socket)
-	return up && err == nil
 }
 
 // GetDevicePluginOptions tells the kubelet that preferred allocations are offered.

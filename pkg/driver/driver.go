@@ -104,6 +104,8 @@ type Driver struct {
 	slices *slicesync.Writer
 	shim   *deviceplugin.Manager
 	health *healthState
+	// sockets are the DRA helper's sockets (registration and dra.sock).
+	sockets sockets
 	// published is set once the first desired pool is in the API;
 	// registration, state and nri once the DRA side runs. The health endpoints
 	// read them from their own goroutines.
@@ -125,6 +127,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.complete(); err != nil {
 		return err
 	}
+	// First: a second instance must leave the first's sockets and files alone.
+	unlock, err := lockInstance(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	logger := klog.FromContext(ctx)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -132,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 	d := &Driver{cancel: cancel, health: newHealthState(), metrics: metrics.New(), dra: cfg.DRA}
 	if len(cfg.LegacyResources) > 0 {
 		d.shim = deviceplugin.New(deviceplugin.Config{DriverName: cfg.DriverName, Dir: cfg.DevicePluginDir, Resources: cfg.LegacyResources,
-			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot, Health: shimHealth,
+			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot, Health: shimHealth, Instance: cfg.PodUID,
 			OnAllocate: func(resource string) { d.metrics.LegacyAllocations.WithLabelValues(resource).Inc() }})
 	}
 	d.pub = &publisher{host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix, metrics: d.metrics,
@@ -178,7 +186,11 @@ func Run(ctx context.Context, cfg Config) error {
 	d.health.observe(inv)
 	if d.shim != nil {
 		d.shim.Update(ctx, inv, pools)
-		go d.shim.Run(ctx)
+		shimDone := make(chan struct{})
+		go func() { d.shim.Run(ctx); close(shimDone) }()
+		// The shim's sockets are removed before the instance lock is
+		// released: the next instance finds the directory as it should.
+		defer func() { cancel(nil); <-shimDone }()
 	}
 	logger.Info("Serving", "driver", cfg.DriverName, "node", cfg.NodeName, "dra", cfg.DRA, "legacyResources", cfg.LegacyResources,
 		"sinceStart", time.Since(start).Round(time.Millisecond))
@@ -202,14 +214,22 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// alive answers /healthz: the daemon runs and can read its state. An
-// unreadable checkpoint fails it, so that the kubelet restarts the daemon,
-// which sets the file aside and rebuilds.
+// alive answers /healthz: the daemon runs, can read its state, and the
+// kubelet can still reach what it registered. An unreadable checkpoint
+// fails it, so that the kubelet restarts the daemon, which sets the file
+// aside and rebuilds; so does a socket of the DRA plugin or of the shim
+// that is gone or was replaced by another process's: the kubelet would
+// dial nothing, or someone else, and only a restart registers anew.
 func (d *Driver) alive() error {
+	var errs []error
 	if st := d.state.Load(); st != nil && !st.healthy() {
-		return errors.New("the checkpoint cannot be read")
+		errs = append(errs, errors.New("the checkpoint cannot be read"))
 	}
-	return nil
+	errs = append(errs, d.sockets.check())
+	if d.shim != nil {
+		errs = append(errs, d.shim.Check())
+	}
+	return errors.Join(errs...)
 }
 
 // ready answers /readyz: registered with the kubelet, and the devices
@@ -329,7 +349,8 @@ func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) erro
 	d.prep.lookups.start(ctx)
 	go d.prep.status.run(ctx, 4)
 	go d.prep.collectGarbage(ctx)
-	helper, err := kubeletplugin.Start(ctx, d, helperOptions(cfg)...)
+	opts := append(helperOptions(cfg), kubeletplugin.PluginListener(d.sockets.listen), kubeletplugin.RegistrarListener(d.sockets.listen))
+	helper, err := kubeletplugin.Start(ctx, d, opts...)
 	if err != nil {
 		return fmt.Errorf("start kubelet plugin: %w", err)
 	}

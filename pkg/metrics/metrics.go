@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/unixsock"
 )
 
 const namespace = "sriov_dra"
@@ -148,13 +150,11 @@ func (m *Metrics) Serve(ctx context.Context, cfg ServeConfig, checks Checks) err
 		if err := os.MkdirAll(filepath.Dir(sock), 0o750); err != nil {
 			return err
 		}
-		_ = os.Remove(sock)
-		ln, err := net.Listen("unix", sock)
+		// Never over another process's socket, and removed on shutdown
+		// only while it is still ours.
+		ln, err := unixsock.Listen(ctx, sock, 0o600)
 		if err != nil {
-			return fmt.Errorf("health socket %s: %w", sock, err)
-		}
-		if err := os.Chmod(sock, 0o600); err != nil {
-			return err
+			return fmt.Errorf("health socket: %w", err)
 		}
 		unix = ln
 	}
