@@ -24,6 +24,9 @@ var (
 	artifactsDir = flag.String("logs-dir", "../_output/e2e-artifacts", "where component logs go when a test fails")
 	imageArchive = flag.String("image-archive", "../_output/sriov-dra-image.tar", "the node image archive (make image) that the DaemonSet tests install")
 	keepCluster  = flag.Bool("keep-cluster", false, "leave the cluster running after the tests (debugging)")
+	// The upgrade test starts from this release, as `make previous-release`
+	// writes it: its node image (image.tar) and manifests (manifests.yaml).
+	previousDir = flag.String("previous-dir", "", "the previous release's image.tar and manifests.yaml (make previous-release), for the upgrade test; empty skips it")
 )
 
 // cluster is shared by every test in the package: starting one takes seconds.
