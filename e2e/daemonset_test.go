@@ -164,6 +164,19 @@ func waitDriverReady(t *testing.T, ns string, timeout time.Duration) {
 	}
 }
 
+// rolledOver reports whether a rolling update in ns is over: one driver
+// pod, Ready, and none of the old ones left.
+func rolledOver(t *testing.T, ns string, old map[string]bool) bool {
+	t.Helper()
+	pods := driverPods(t, ns)
+	for name, ready := range pods {
+		if _, wasOld := old[name]; wasOld || !ready {
+			return false
+		}
+	}
+	return len(pods) == 1
+}
+
 // describeDriverPods logs the driver pods' state and the end of their logs.
 func describeDriverPods(t *testing.T, ns string) {
 	t.Helper()
@@ -226,15 +239,7 @@ func TestDaemonSetFromImage(t *testing.T) {
 	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"driver","image":%q}]}}}}`, next)
 	_, err := cluster.Client.AppsV1().DaemonSets("sriov-dra").Patch(ctx, "sriov-dra", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
 	require.NoError(t, err)
-	rolled := func() bool {
-		pods := driverPods(t, "sriov-dra")
-		for name, ready := range pods {
-			if _, wasOld := old[name]; wasOld || !ready {
-				return false
-			}
-		}
-		return len(pods) == 1
-	}
+	rolled := func() bool { return rolledOver(t, "sriov-dra", old) }
 	pods := 0
 	deadline := time.Now().Add(90 * time.Second)
 	for i := 0; i < 3 || (!rolled() && time.Now().Before(deadline)); i++ {

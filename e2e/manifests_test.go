@@ -41,21 +41,51 @@ func applyManifests(ctx context.Context, t *testing.T, file string, prepare func
 		_, err = client.Create(ctx, obj, opts)
 		require.NoError(t, err, "%s %s", gvk.Kind, obj.GetName())
 		if opts.DryRun == nil {
-			name := obj.GetName()
-			// Foreground: the namespace's pods are gone when the test ends.
-			t.Cleanup(func() {
-				_ = client.Delete(context.Background(), name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
-				// Wait until it is gone: the next test applies the same
-				// objects, and a terminating namespace refuses them.
-				err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-					_, err := client.Get(ctx, name, metav1.GetOptions{})
-					return apierrors.IsNotFound(err), nil
-				})
-				assert.NoError(t, err, "%s %s still there after deletion", gvk.Kind, name)
-			})
+			deleteWhenDone(t, client, obj)
 		}
 	}
 	return kinds
+}
+
+// deleteWhenDone deletes obj when the test ends, and waits until it is gone.
+func deleteWhenDone(t *testing.T, client dynamic.ResourceInterface, obj *unstructured.Unstructured) {
+	kind, name := obj.GetKind(), obj.GetName()
+	// Foreground: the namespace's pods are gone when the test ends.
+	t.Cleanup(func() {
+		_ = client.Delete(context.Background(), name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
+		// Wait until it is gone: the next test applies the same
+		// objects, and a terminating namespace refuses them.
+		err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := client.Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		assert.NoError(t, err, "%s %s still there after deletion", kind, name)
+	})
+}
+
+// applyServerSide applies every object of a YAML file as `kubectl apply
+// --server-side --force-conflicts` does, each changed by prepare first: how
+// an operator installs a release's manifests, and later the next release's
+// over them. What it creates is deleted when the test ends.
+func applyServerSide(ctx context.Context, t *testing.T, file string, prepare func(*unstructured.Unstructured)) {
+	t.Helper()
+	clientFor := objectClients(t)
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	for _, obj := range decodeObjects(t, string(data)) {
+		prepare(obj)
+		// A typed object converted back (onHarness) carries an empty
+		// status: not the applier's to own.
+		unstructured.RemoveNestedField(obj.Object, "status")
+		client := clientFor(obj)
+		_, err := client.Get(ctx, obj.GetName(), metav1.GetOptions{})
+		created := apierrors.IsNotFound(err)
+		_, err = client.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "e2e-apply", Force: true})
+		require.NoError(t, err, "apply %s %s", obj.GetKind(), obj.GetName())
+		if created {
+			deleteWhenDone(t, client, obj)
+		}
+	}
 }
 
 // objectClients returns a function that finds the dynamic client of an
