@@ -148,15 +148,32 @@ type shim struct {
 // and a ConnectX-6 Dx (4 RDMA VFs, NUMA 1) under the pools above.
 func newShim(t testing.TB, cdi bool, resources ...string) *shim {
 	t.Helper()
+	return newShimWith(t, shimOptions{pools: poolsJSON, cdi: cdi}, resources...)
+}
+
+// shimOptions vary newShimWith's shim: its classic config, --legacy-cdi,
+// and the device health it reports (nil: always Healthy).
+type shimOptions struct {
+	pools  string
+	cdi    bool
+	health func(*discovery.Device) string
+}
+
+// newShimWith is newShim on the same host, with those options.
+func newShimWith(t testing.TB, o shimOptions, resources ...string) *shim {
+	t.Helper()
 	h, root := simhosttest.NewProfileHost(t, "e810", "cx6dx")
-	dir := filepath.Join(t.TempDir(), "dp") // short: unix socket paths are limited
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	cfg, err := classic.Parse([]byte(poolsJSON), "")
+	// Short, and not under the test's name: Unix socket paths are limited
+	// to 108 bytes.
+	dir, err := os.MkdirTemp("", "dp")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg, err := classic.Parse([]byte(o.pools), "")
 	require.NoError(t, err)
 	require.NoError(t, CheckResources(resources, cfg))
 	s := &shim{dir: dir, kube: startRegistrar(t, dir), h: h, cfg: cfg, root: root, allocs: map[string]int{}}
 	s.m = New(Config{DriverName: "sriov.dra.dev", Dir: dir, Resources: resources, Host: h, DevInfoDir: filepath.Join(root, "devinfo"),
-		CDI: cdi, CDIRoot: filepath.Join(root, "cdi"), PollInterval: 20 * time.Millisecond, OnAllocate: func(resource string) {
+		CDI: o.cdi, CDIRoot: filepath.Join(root, "cdi"), PollInterval: 20 * time.Millisecond, Health: o.health, OnAllocate: func(resource string) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.allocs[resource]++
