@@ -99,7 +99,8 @@ func BenchmarkHeld(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if held, err := s.held(); err != nil || len(held) != 256 {
+		cp, err := s.peek()
+		if held := heldDevices(cp); err != nil || len(held) != 256 {
 			b.Fatalf("held: %d, %v", len(held), err)
 		}
 	}

@@ -120,14 +120,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer d.helper.Stop()
-	} else {
-		if _, err := d.pub.sync(ctx); err != nil {
-			return fmt.Errorf("first discovery: %w", err)
-		}
-		inv, pools := d.pub.snapshot()
-		sweepDevInfo(ctx, cfg.DevInfoDir, nil, inv, pools, d.shim)
+	} else if _, err := d.pub.sync(ctx); err != nil {
+		return fmt.Errorf("first discovery: %w", err)
 	}
 	inv, pools := d.pub.snapshot()
+	if !cfg.DRA {
+		// No claims on this path: every file is the shim's or nobody's.
+		sweepDevInfo(ctx, cfg.DevInfoDir, nil, inv, pools, d.shim)
+	}
 	d.health.observe(inv)
 	if d.shim != nil {
 		d.shim.Update(ctx, inv, pools)
@@ -224,7 +224,9 @@ func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) erro
 	d.pub.publish = d.slices.Update
 	d.prep = newPreparer(cfg, d.pub, d.metrics)
 	d.state.Store(d.prep.state)
-	d.pub.allocated = d.prep.state.held
+	// Each rescan reads the checkpoint once, there: the held devices, an
+	// unreadable file, prepared devices gone.
+	d.pub.allocated = d.prep.checkState
 	if err := d.prep.recover(ctx); err != nil {
 		return fmt.Errorf("recover prepared claims: %w", err)
 	}
@@ -272,9 +274,6 @@ func (d *Driver) rescan(ctx context.Context) {
 		if inUse, known := d.pub.legacyHeld(); known {
 			d.shim.ReleaseFiles(ctx, inUse, time.Now())
 		}
-	}
-	if d.prep != nil {
-		d.prep.checkState(ctx, inv)
 	}
 }
 

@@ -3,6 +3,10 @@ package driver
 import (
 	"context"
 	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/klog/v2"
 )
 
 // Reasons a whole prepare or unprepare call failed, as the errors metrics
@@ -42,4 +46,16 @@ func failureReason(err error) string {
 		return reasonCanceled
 	}
 	return "other"
+}
+
+// callDone times a prepare or unprepare call and, when the whole call
+// failed (every claim of it: the kubelet retries them), counts and logs
+// the failure by reason.
+func callDone(ctx context.Context, call string, claims int, start time.Time, took prometheus.Observer, failures *prometheus.CounterVec, err error) {
+	took.Observe(time.Since(start).Seconds())
+	if err != nil {
+		reason := failureReason(err)
+		failures.WithLabelValues(reason).Inc()
+		klog.FromContext(ctx).Error(err, call+" call failed", "claims", claims, "reason", reason)
+	}
 }

@@ -76,12 +76,7 @@ type preparer struct {
 func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	start := time.Now()
 	out, err := p.prepare(ctx, claims)
-	p.metrics.PrepareDuration.Observe(time.Since(start).Seconds())
-	if err != nil {
-		// Every claim of the call failed; the kubelet retries them.
-		p.metrics.PrepareErrors.WithLabelValues(failureReason(err)).Inc()
-		klog.FromContext(ctx).Error(err, "Prepare call failed", "claims", len(claims), "reason", failureReason(err))
-	}
+	callDone(ctx, "Prepare", len(claims), start, p.metrics.PrepareDuration, p.metrics.PrepareErrors, err)
 	klog.FromContext(ctx).V(2).Info("Prepare done", "claims", len(claims), "duration", time.Since(start))
 	return out, err
 }

@@ -48,10 +48,11 @@ type publisher struct {
 	// has none (not asked, or the kubelet did not answer).
 	inUse      map[string]bool
 	inUseKnown bool
-	// allocated, when set, returns the devices prepared claims hold: they
-	// keep their classic pool and stay out of the shim's. heldLast is
-	// the last answer, kept while the checkpoint cannot be read.
-	allocated func() (map[string]selector.Allocated, error)
+	// allocated, when set, returns the devices prepared claims hold, given
+	// the inventory just discovered: they keep their classic pool and stay
+	// out of the shim's. heldLast is the last answer, kept while the
+	// checkpoint cannot be read.
+	allocated func(ctx context.Context, inv *discovery.Inventory) (map[string]selector.Allocated, error)
 	heldLast  map[string]selector.Allocated
 
 	configBytes []byte
@@ -170,7 +171,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	}
 	opts := p.slices
 	opts.InUse = p.devicesInUse(ctx)
-	opts.Allocated = p.devicesHeld(ctx)
+	opts.Allocated = p.devicesHeld(ctx, inv)
 	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, opts)
 	if err != nil {
 		return false, err
@@ -219,14 +220,13 @@ func (p *publisher) devicesInUse(ctx context.Context) map[string]bool {
 // devicesHeld returns the devices prepared claims hold. An unreadable
 // checkpoint keeps the last answer: a device is never offered to the shim
 // because its claim could not be read.
-func (p *publisher) devicesHeld(ctx context.Context) map[string]selector.Allocated {
+func (p *publisher) devicesHeld(ctx context.Context, inv *discovery.Inventory) map[string]selector.Allocated {
 	if p.allocated == nil {
 		return nil
 	}
-	held, err := p.allocated()
+	held, err := p.allocated(ctx, inv)
 	if err != nil {
-		klog.FromContext(ctx).V(2).Info("Cannot read the prepared claims; the devices they held stay held", "err", err)
-		return p.heldLast
+		return p.heldLast // the reader logged why
 	}
 	p.heldLast = held
 	return held

@@ -79,12 +79,7 @@ func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
 			continue
 		}
 		if inv == nil {
-			if inv, _ = p.devices.snapshot(); inv == nil {
-				var err error
-				if inv, err = p.devices.rediscover(ctx); err != nil {
-					klog.FromContext(ctx).Error(err, "Discovery for adopting CDI specs failed; their device-info files stay until the start-up sweep")
-				}
-			}
+			inv = p.inventoryNow(ctx)
 		}
 		e, err := p.rebuildEntry(path, uid, inv)
 		if err != nil {
@@ -94,6 +89,19 @@ func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
 		klog.FromContext(ctx).Info("Adopted a CDI spec no checkpoint entry owned", "path", path, "claimUID", uid, "devices", len(e.Devices))
 		cp.Claims[uid] = e
 	}
+}
+
+// inventoryNow is the last discovery, or a new one when there is none yet;
+// nil when that fails (logged).
+func (p *preparer) inventoryNow(ctx context.Context) *discovery.Inventory {
+	if inv, _ := p.devices.snapshot(); inv != nil {
+		return inv
+	}
+	inv, err := p.devices.rediscover(ctx)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Discovery for adopting CDI specs failed; their device-info files stay until the start-up sweep")
+	}
+	return inv
 }
 
 func (p *preparer) rebuildEntry(specPath, uid string, inv *discovery.Inventory) (checkpoint.Claim, error) {

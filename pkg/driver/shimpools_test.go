@@ -25,7 +25,7 @@ func shimNode(t *testing.T) *testNode {
 	// VF 3 is bound to vfio-pci: dpdk from the start.
 	n := newTestNode(t, nodeOpts{spec: e810(simhost.VF{Index: 3, Driver: "vfio-pci"}), config: poolsByDriver, objects: []runtime.Object{testClass}})
 	n.pub.slices.WithholdPool = func(pool string) bool { return pool == "intel.com/dpdk" }
-	n.pub.allocated = n.state.held
+	n.pub.allocated = n.checkState
 	n.rescan(t)
 	return n
 }

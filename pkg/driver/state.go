@@ -79,15 +79,9 @@ func (s *nodeState) peek() (checkpoint.Data, error) {
 	return d, err
 }
 
-// held returns the devices the prepared (and preparing) claims hold, with
-// the classic pool each was in when prepared. Read without the lock: an
-// entry is written before its device is rebound, so a rescan that sees
-// the new driver sees the entry too.
-func (s *nodeState) held() (map[string]selector.Allocated, error) {
-	d, err := s.peek()
-	if err != nil {
-		return nil, err
-	}
+// heldDevices are the devices the prepared (and preparing) claims of d
+// hold, with the classic pool each was in when prepared.
+func heldDevices(d checkpoint.Data) map[string]selector.Allocated {
 	out := map[string]selector.Allocated{}
 	for _, c := range d.Claims {
 		for _, dev := range c.Devices {
@@ -98,7 +92,7 @@ func (s *nodeState) held() (map[string]selector.Allocated, error) {
 			out[dev.Name] = a
 		}
 	}
-	return out, nil
+	return out
 }
 
 // save writes the checkpoint durably; call it with the lock held.

@@ -94,13 +94,15 @@ func TestUnreadableCheckpointAtRuntime(t *testing.T) {
 func TestUnreadableCheckpointNoticedAtRescan(t *testing.T) {
 	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
 	require.NoError(t, n.prepareOne(t, claimFor("running", "", "pci-0000-3b-02-0")).Err)
-	inv, _ := n.pub.snapshot()
-	n.checkState(context.Background(), inv)
+	n.pub.allocated = n.checkState // as Run wires it
+	_, err := n.pub.sync(context.Background())
+	require.NoError(t, err)
 	require.True(t, n.state.healthy(), "a readable checkpoint")
 	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
 
 	require.NoError(t, os.WriteFile(n.state.path, []byte(`{"version":"v1","chec`), 0o600))
-	n.checkState(context.Background(), inv)
+	_, err = n.pub.sync(context.Background())
+	require.NoError(t, err, "the rescan goes on with the devices last known held")
 	assert.False(t, n.state.healthy())
 	assert.Equal(t, 0.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
 	require.Eventually(t, func() bool {

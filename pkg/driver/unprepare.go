@@ -13,6 +13,7 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
 
 // Unprepare undoes Prepare (the kubelet's NodeUnprepareResources): files
@@ -21,11 +22,7 @@ import (
 func (p *preparer) Unprepare(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
 	start := time.Now()
 	out, err := p.unprepare(ctx, claims)
-	p.metrics.UnprepareDuration.Observe(time.Since(start).Seconds())
-	if err != nil {
-		p.metrics.UnprepareErrors.WithLabelValues(failureReason(err)).Inc()
-		klog.FromContext(ctx).Error(err, "Unprepare call failed", "claims", len(claims), "reason", failureReason(err))
-	}
+	callDone(ctx, "Unprepare", len(claims), start, p.metrics.UnprepareDuration, p.metrics.UnprepareErrors, err)
 	return out, err
 }
 
@@ -134,19 +131,23 @@ func (p *preparer) stateUnreadable(ctx context.Context, err error) error {
 	return err
 }
 
-// checkState reads the checkpoint at a rescan, so that a file that became
-// unreadable is noticed then, not at the next prepare, and warns about
-// prepared devices gone from the host.
-func (p *preparer) checkState(ctx context.Context, inv *discovery.Inventory) {
+// checkState reads the checkpoint once per rescan, on the inventory just
+// discovered: a file that became unreadable is noticed then, not at the
+// next prepare; prepared devices gone from the host are warned about; and
+// it returns the devices the claims hold, for the pools. Read without the
+// lock: an entry is written before its device is rebound, so a rescan that
+// sees the new driver sees the entry too.
+func (p *preparer) checkState(ctx context.Context, inv *discovery.Inventory) (map[string]selector.Allocated, error) {
 	cp, err := p.state.peek()
 	switch {
 	case errors.Is(err, checkpoint.ErrUnreadable):
-		_ = p.stateUnreadable(ctx, err)
+		return nil, p.stateUnreadable(ctx, err)
 	case err != nil:
 		klog.FromContext(ctx).Error(err, "Reading the checkpoint at a rescan")
-	default:
-		p.warnVanished(ctx, cp, inv)
+		return nil, err
 	}
+	p.warnVanished(ctx, cp, inv)
+	return heldDevices(cp), nil
 }
 
 // warnVanished warns, once per device, about a prepared device that is no

@@ -136,8 +136,11 @@ func (in *Input) resolveClaim(c *resourceapi.ResourceClaim) ([]DevicePlan, error
 			// it must not be reconfigured or taken from its pod.
 			cfg.Driver, cfg.Network = "", nil
 		}
-		dp := DevicePlan{Request: r.Request, Pool: r.Pool, Device: d, Options: in.optionsFor(&d, cfg, fallback), Granted: granted,
-			ClassicPool: in.classicPool(d.Name)}
+		pool := in.poolOf(d.Name)
+		dp := DevicePlan{Request: r.Request, Pool: r.Pool, Device: d, Options: OptionsFor(pool, &d, cfg, fallback), Granted: granted}
+		if pool != nil {
+			dp.ClassicPool = pool.Name()
+		}
 		if err := in.checkRebind(&dp); err != nil {
 			return nil, err
 		}
@@ -157,21 +160,13 @@ func (in *Input) requestResourceName(c *resourceapi.ResourceClaim, request strin
 	return classResourceName(in.Classes, className)
 }
 
-func (in *Input) optionsFor(d *discovery.Device, cfg netconfig.NetConfig, fallback string) Options {
-	var pool *selector.Pool
-	if in.Pools != nil {
-		pool, _ = in.Pools.PoolFor(d.Name)
+// poolOf is the classic pool a device is in (nil: none, or no config).
+func (in *Input) poolOf(device string) *selector.Pool {
+	if in.Pools == nil {
+		return nil
 	}
-	return OptionsFor(pool, d, cfg, fallback)
-}
-
-func (in *Input) classicPool(device string) string {
-	if in.Pools != nil {
-		if pool, ok := in.Pools.PoolFor(device); ok {
-			return pool.Name()
-		}
-	}
-	return ""
+	pool, _ := in.Pools.PoolFor(device)
+	return pool
 }
 
 func (in *Input) checkRebind(dp *DevicePlan) error {

@@ -90,6 +90,11 @@ func TestHold(t *testing.T) {
 				}
 			}
 			for name := range tt.allocated {
+				if _, onHost := inv.Get(name); !onHost {
+					_, ok := res.PoolFor(name)
+					assert.False(t, ok, "%s is not on the host: in no pool", name)
+					continue
+				}
 				if p, ok := res.PoolFor(name); ok {
 					assert.Contains(t, got[p.Name()], idOf(name), "%s is listed in the pool PoolOf names", name)
 				}
