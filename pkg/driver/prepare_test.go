@@ -207,8 +207,10 @@ func TestUnprepareVanishedDevice(t *testing.T) {
 	require.NoError(t, simhost.Write(filepath.Join(n.root, "host"), spec))
 	inv, err := n.devices.rediscover(context.Background())
 	require.NoError(t, err)
-	n.checkState(context.Background(), inv)
-	n.checkState(context.Background(), inv)
+	for range 2 { // two rescans, one warning
+		_, err := n.checkState(context.Background(), inv)
+		require.NoError(t, err)
+	}
 	require.Eventually(t, func() bool {
 		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
 		return len(evs.Items) == 1 && evs.Items[0].Reason == "PreparedDeviceGone" &&
