@@ -75,3 +75,35 @@ func TestStartupSweep(t *testing.T) {
 	assert.Equal(t, 1, shim.ReleaseFiles(context.Background(), map[string]bool{}, time.Now()), "the pod is gone")
 	assert.NoFileExists(t, shimFile)
 }
+
+// TestRecoverRemovesTempFiles: a driver killed in the middle of writing a
+// CDI spec (pkg/atomicfile) or the helper's device metadata leaves a temp
+// file nothing renames or removes; recovery does. Beside another instance
+// (a rolling update) only stale ones go: that one may be writing.
+func TestRecoverRemovesTempFiles(t *testing.T) {
+	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
+	require.NoError(t, os.MkdirAll(n.cdiRoot, 0o755))
+	write := func(name string, age time.Duration) string {
+		path := filepath.Join(n.cdiRoot, name)
+		require.NoError(t, os.WriteFile(path, []byte("{"), 0o600))
+		at := time.Now().Add(-age)
+		require.NoError(t, os.Chtimes(path, at, at))
+		return path
+	}
+	spec := write(".sriov.dra.dev-net_uid-1.json.tmp", 0)
+	meta := write(".sriov.dra.dev_metadata_uid-1_vf.json.123456.tmp", 0)
+	staleMeta := write(".sriov.dra.dev_metadata_uid-2_vf.json.654321.tmp", 2*staleTempAge)
+	other := write(".other.vendor-net_uid-3.json.tmp", 2*staleTempAge) // another driver's
+
+	n.shared = true
+	require.NoError(t, n.recover(context.Background()))
+	assert.FileExists(t, spec, "beside another instance, a fresh one may be in the middle of a write")
+	assert.FileExists(t, meta)
+	assert.NoFileExists(t, staleMeta)
+
+	n.shared = false
+	require.NoError(t, n.recover(context.Background()))
+	assert.NoFileExists(t, spec, "alone, nothing else can be writing")
+	assert.NoFileExists(t, meta)
+	assert.FileExists(t, other, "another driver's files stay")
+}

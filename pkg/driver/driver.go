@@ -301,7 +301,7 @@ func newPreparer(cfg Config, pub *publisher, m *metrics.Metrics) *preparer {
 	return &preparer{
 		metrics:    m,
 		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: cfg.DevInfoDir,
-		host: cfg.Host, pluginDir: cfg.PluginDir, devices: pub, allowedDrivers: cfg.AllowedDrivers,
+		host: cfg.Host, pluginDir: cfg.PluginDir, devices: pub, allowedDrivers: cfg.AllowedDrivers, shared: cfg.PodUID != "",
 		state:   newNodeState(cfg.PluginDir, cfg.Host.BootID()),
 		lookups: newLookups(cfg.KubeClient, cfg.NodeName),
 		status:  newStatusWriter(cfg.KubeClient, cfg.DriverName),

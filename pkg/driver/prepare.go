@@ -68,6 +68,9 @@ type preparer struct {
 	nri runtimeLink
 	// allowedDrivers are the drivers a config may rebind to (--allowed-drivers).
 	allowedDrivers []string
+	// shared is set when another instance may run beside this one (a
+	// rolling update, --pod-uid).
+	shared bool
 }
 
 // Prepare prepares claims (the kubelet's NodePrepareResources). The API is

@@ -51,11 +51,42 @@ func (p *preparer) recover(ctx context.Context) error {
 		}
 		delete(cp.Claims, uid)
 	}
+	p.sweepTemps(ctx, time.Now())
 	p.adoptSpecs(ctx, &cp)
 	if _, err := p.detachIn(repairing(ctx), cp, gone(nil)); err != nil {
 		klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
 	}
 	return p.state.save(cp)
+}
+
+// staleTempAge is how old a temporary file in the CDI directory must be
+// before recovery removes it while another instance may run (a rolling
+// update): a write takes milliseconds.
+const staleTempAge = time.Minute
+
+// sweepTemps removes the temporary files of this driver's writes that a
+// killed process left in the CDI directory: its own specs' and the kubelet
+// plugin helper's device metadata files'. They are never renamed into
+// place and nothing else removes them. An instance that runs alone (no
+// --pod-uid) removes them all; beside another instance only the stale ones.
+func (p *preparer) sweepTemps(ctx context.Context, now time.Time) {
+	patterns := []string{
+		"." + prepare.SpecFilePrefix(prepare.CDIKind(p.driverName)) + "*.tmp", // pkg/atomicfile
+		"." + p.driverName + "_metadata_*.tmp",                                // the kubeletplugin helper
+	}
+	for _, pattern := range patterns {
+		paths, _ := filepath.Glob(filepath.Join(p.cdiRoot, pattern))
+		for _, path := range paths {
+			if st, err := os.Stat(path); err != nil || p.shared && now.Sub(st.ModTime()) < staleTempAge {
+				continue
+			}
+			if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+				klog.FromContext(ctx).Error(err, "Removing a temporary file a killed driver left", "path", path)
+				continue
+			}
+			klog.FromContext(ctx).Info("Removed a temporary file a killed driver left", "path", path)
+		}
+	}
 }
 
 // adoptSpecs adds a rebuilt "prepared" entry for every CDI spec of this
