@@ -62,6 +62,9 @@ type Config struct {
 	AllowedDrivers []string
 }
 
+// DefaultPodResourcesSocket is the kubelet's PodResources API.
+const DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+
 // DefaultDevInfoDir is where Multus and SR-IOV CNI look for device-info files.
 const DefaultDevInfoDir = "/var/run/k8s.cni.cncf.io/devinfo/dp"
 

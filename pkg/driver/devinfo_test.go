@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
@@ -25,20 +24,18 @@ func TestAdoptedClaimsInfoFilesGo(t *testing.T) {
 	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
 	claim := claimFor("running", namedConfig, "pci-0000-3b-02-0")
 	require.NoError(t, n.prepareOne(t, claim).Err)
-	info := filepath.Join(n.devInfoDir, "intel.com-net-0000:3b:02.0-device.json")
+	info := filepath.Join(n.cfg.DevInfoDir, "intel.com-net-0000:3b:02.0-device.json")
 	require.FileExists(t, info)
-	require.NoError(t, os.Remove(n.state.path))
+	require.NoError(t, os.Remove(n.state.Path()))
 
 	// A new process: its publisher has not scanned the host yet.
-	fresh := &publisher{host: n.h, poolName: "node", publish: func(resourceslice.Pool) {}, metrics: n.metrics}
-	restarted := &testNode{preparer: newPreparer(Config{DriverName: testDriver, NodeName: "node", Host: n.h, CDIRoot: n.cdiRoot,
-		PluginDir: n.pluginDir, DevInfoDir: n.devInfoDir, KubeClient: n.client}, fresh, n.metrics), root: n.root, h: n.h, client: n.client, pub: fresh}
-	require.NoError(t, restarted.recover(context.Background()))
+	restarted := newTestNode(t, nodeOpts{root: n.root, unscanned: true, objects: []runtime.Object{testClass}})
+	require.NoError(t, restarted.claims.Recover(context.Background()))
 	assert.Equal(t, []string{info}, restarted.checkpoint(t).Claims["running"].InfoFiles, "the adopted claim owns its device-info file")
 
 	require.NoError(t, restarted.unprepareOne(t, claim))
 	assert.NoFileExists(t, info)
-	assert.NoFileExists(t, filepath.Join(n.cdiRoot, "sriov.dra.dev-net_running.json"))
+	assert.NoFileExists(t, filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_running.json"))
 }
 
 // TestStartupSweep: every device-info file about a device of the node is
@@ -48,7 +45,7 @@ func TestStartupSweep(t *testing.T) {
 	// VF 3 on vfio-pci: in the dpdk pool the shim serves.
 	n := newTestNode(t, nodeOpts{spec: e810(simhost.VF{Index: 3, Driver: "vfio-pci"}), config: poolsByDriver, objects: []runtime.Object{testClass}})
 	require.NoError(t, n.prepareOne(t, claimFor("running", namedConfig, "pci-0000-3b-02-0")).Err)
-	dir := n.devInfoDir
+	dir := n.cfg.DevInfoDir
 	owned := filepath.Join(dir, "intel.com-net-0000:3b:02.0-device.json")
 	require.FileExists(t, owned)
 	write := func(name string) string {
@@ -64,7 +61,10 @@ func TestStartupSweep(t *testing.T) {
 	}
 	shim := deviceplugin.New(deviceplugin.Config{DriverName: testDriver, Resources: []string{"intel.com/dpdk"}, DevInfoDir: dir})
 
-	require.NoError(t, n.sweepFiles(context.Background(), shim))
+	inv, pools := n.pub.Snapshot()
+	require.NoError(t, n.claims.SweepFiles(context.Background(), func(owned map[string]bool) {
+		deviceplugin.SweepDevInfo(context.Background(), dir, owned, inv, pools, shim)
+	}), "as Run sweeps at start-up")
 	assert.FileExists(t, owned, "its claim is prepared")
 	assert.NoFileExists(t, leftover, "no claim or pod owns it")
 	assert.FileExists(t, shimFile, "the shim decides once the kubelet says who holds it")
@@ -81,10 +81,12 @@ func TestStartupSweep(t *testing.T) {
 // file nothing renames or removes; recovery does. Beside another instance
 // (a rolling update) only stale ones go: that one may be writing.
 func TestRecoverRemovesTempFiles(t *testing.T) {
+	// Recovery removes a temp file a minute old beside another instance.
+	const staleTempAge = time.Minute
 	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
-	require.NoError(t, os.MkdirAll(n.cdiRoot, 0o755))
+	require.NoError(t, os.MkdirAll(n.cfg.CDIRoot, 0o755))
 	write := func(name string, age time.Duration) string {
-		path := filepath.Join(n.cdiRoot, name)
+		path := filepath.Join(n.cfg.CDIRoot, name)
 		require.NoError(t, os.WriteFile(path, []byte("{"), 0o600))
 		at := time.Now().Add(-age)
 		require.NoError(t, os.Chtimes(path, at, at))
@@ -95,14 +97,13 @@ func TestRecoverRemovesTempFiles(t *testing.T) {
 	staleMeta := write(".sriov.dra.dev_metadata_uid-2_vf.json.654321.tmp", 2*staleTempAge)
 	other := write(".other.vendor-net_uid-3.json.tmp", 2*staleTempAge) // another driver's
 
-	n.shared = true
-	require.NoError(t, n.recover(context.Background()))
+	daemonSetPod := newTestNode(t, nodeOpts{root: n.root, podUID: "pod-b", objects: []runtime.Object{testClass}})
+	require.NoError(t, daemonSetPod.claims.Recover(context.Background()))
 	assert.FileExists(t, spec, "beside another instance, a fresh one may be in the middle of a write")
 	assert.FileExists(t, meta)
 	assert.NoFileExists(t, staleMeta)
 
-	n.shared = false
-	require.NoError(t, n.recover(context.Background()))
+	require.NoError(t, n.claims.Recover(context.Background()))
 	assert.NoFileExists(t, spec, "alone, nothing else can be writing")
 	assert.NoFileExists(t, meta)
 	assert.FileExists(t, other, "another driver's files stay")

@@ -1,6 +1,6 @@
-// Package driver is the node daemon: the DRA kubelet plugin that publishes
-// the node's devices as ResourceSlices, keeps them true, and carries out
-// prepare plans for the kubelet.
+// Package driver is the node daemon: it wires the publisher, the legacy
+// shim, the claims executor and the pod network side for the mode the
+// config asks for (DRA, legacy resources only, or both) and runs them.
 package driver
 
 import (
@@ -16,25 +16,25 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	metadatav1beta1 "k8s.io/dynamic-resource-allocation/api/metadata/v1beta1"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
+	"github.com/sriov-dra/sriov-dra/pkg/claims"
 	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
-	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/health"
 	"github.com/sriov-dra/sriov-dra/pkg/metrics"
-	"github.com/sriov-dra/sriov-dra/pkg/nriplugin"
-	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
-	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
+	"github.com/sriov-dra/sriov-dra/pkg/nodestate"
+	"github.com/sriov-dra/sriov-dra/pkg/podnet"
+	"github.com/sriov-dra/sriov-dra/pkg/publisher"
 )
 
 // Host is what the daemon needs from the OS: reading devices, hearing of
 // their changes, and preparing them. *host.Host is the real one,
 // *simhost.Host a simulated one.
 type Host interface {
-	discovery.Host
-	PrepareHost
+	claims.Host
+	podnet.Host
 	health.Source
+	BootID() string
 }
 
 // debounce is how long the daemon waits after a host event before it
@@ -43,23 +43,24 @@ const debounce = 200 * time.Millisecond
 
 // Driver implements kubeletplugin.DRAPlugin.
 type Driver struct {
-	helper *kubeletplugin.Helper
-	pub    *publisher
-	prep   *preparer
-	slices *slicesync.Writer
-	shim   *deviceplugin.Manager
-	health *healthState
+	cfg     Config
+	metrics *metrics.Metrics
+	health  *health.Changes
+	pub     *publisher.Publisher
+	// shim is nil without legacy resources.
+	shim *deviceplugin.Manager
+	// The DRA side: nil in legacy-only mode.
+	state  *nodestate.Store
+	claims *claims.Executor
+	podnet *podnet.PodNet
 	// sockets are the DRA helper's sockets (registration and dra.sock).
-	sockets sockets
-	// published is set once the first desired pool is in the API;
-	// registration, state and nri once the DRA side runs. The health endpoints
-	// read them from their own goroutines.
+	sockets nodestate.Sockets
+	// published is set once the first desired pool is in the API,
+	// registration once the helper runs. The health endpoints read them
+	// from their own goroutines.
 	published    atomic.Bool
 	registration atomic.Pointer[kubeletplugin.Helper]
-	state        atomic.Pointer[nodeState]
-	nri          atomic.Pointer[nriplugin.Plugin]
-	dra          bool
-	metrics      *metrics.Metrics
+	start        time.Time
 	cancel       context.CancelCauseFunc
 }
 
@@ -73,7 +74,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	// First: a second instance must leave the first's sockets and files alone.
-	unlock, err := lockInstance(ctx, &cfg)
+	unlock, err := nodestate.LockInstance(ctx, cfg.PluginDir, cfg.PodUID != "")
 	if err != nil {
 		return err
 	}
@@ -81,28 +82,19 @@ func Run(ctx context.Context, cfg Config) error {
 	logger := klog.FromContext(ctx)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	start := time.Now()
-	d := &Driver{cancel: cancel, health: newHealthState(), metrics: metrics.New(), dra: cfg.DRA}
-	if len(cfg.LegacyResources) > 0 {
-		d.shim = deviceplugin.New(deviceplugin.Config{DriverName: cfg.DriverName, Dir: cfg.DevicePluginDir, Resources: cfg.LegacyResources,
-			Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot, Health: shimHealth, Instance: cfg.PodUID,
-			OnAllocate: func(resource string) { d.metrics.LegacyAllocations.WithLabelValues(resource).Inc() }})
+	var d *Driver
+	if cfg.DRA {
+		d = newDRA(cfg)
+	} else {
+		d = newLegacyOnly(cfg)
 	}
-	d.pub = &publisher{host: cfg.Host, poolName: cfg.NodeName, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix, metrics: d.metrics,
-		slices: resourceslices.PoolOptions{WithholdPool: d.shim.Serves,
-			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(cfg.DriverName), Effect: cfg.LinkDownEffect}},
-		publish: func(resourceslice.Pool) {}, events: newNodeEvents(cfg.KubeClient, cfg.NodeName, cfg.DriverName)}
-	if cfg.PodResourcesSocket != "" {
-		d.pub.legacyInUse = func(ctx context.Context, resources map[string]bool) (map[string]bool, error) {
-			return legacyInUse(ctx, cfg.PodResourcesSocket, resources)
-		}
-	}
+	d.start, d.cancel = time.Now(), cancel
 	// Validate the config before serving, so that a broken install fails
 	// at once with the reason instead of serving nothing.
-	if err := d.pub.loadConfig(ctx); err != nil {
+	if err := d.pub.LoadConfig(ctx); err != nil {
 		return err
 	}
-	if err := deviceplugin.CheckResources(cfg.LegacyResources, d.pub.config); err != nil {
+	if err := deviceplugin.CheckResources(cfg.LegacyResources, d.pub.Config()); err != nil {
 		return err
 	}
 	for _, dir := range cfg.workDirs() {
@@ -116,20 +108,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if cfg.DRA {
-		if err := d.startDRA(ctx, cfg, start); err != nil {
+		helper, err := d.startDRA(ctx)
+		if err != nil {
 			return err
 		}
-		defer d.helper.Stop()
-	} else if _, err := d.pub.sync(ctx); err != nil {
-		return fmt.Errorf("first discovery: %w", err)
+		defer helper.Stop()
+	} else if err := d.startLegacyOnly(ctx); err != nil {
+		return err
 	}
-	inv, pools := d.pub.snapshot()
-	if !cfg.DRA {
-		// No claims on this path: every file is the shim's or nobody's.
-		sweepDevInfo(ctx, cfg.DevInfoDir, nil, inv, pools, d.shim)
-	}
-	d.health.observe(inv)
 	if d.shim != nil {
+		inv, pools := d.pub.Snapshot()
 		d.shim.Update(ctx, inv, pools)
 		shimDone := make(chan struct{})
 		go func() { d.shim.Run(ctx); close(shimDone) }()
@@ -138,7 +126,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer func() { cancel(nil); <-shimDone }()
 	}
 	logger.Info("Serving", "driver", cfg.DriverName, "node", cfg.NodeName, "dra", cfg.DRA, "legacyResources", cfg.LegacyResources,
-		"sinceStart", time.Since(start).Round(time.Millisecond))
+		"sinceStart", time.Since(d.start).Round(time.Millisecond))
 	// Host events (link changes, hot-plug, binds, new VFs) rescan at once;
 	// the periodic rescan catches anything no event reports.
 	watcher := &health.Watcher{Source: cfg.Host, Debounce: debounce, Periodic: cfg.RescanInterval,
@@ -159,119 +147,120 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// alive answers /healthz: the daemon runs, can read its state, and the
-// kubelet can still reach what it registered. An unreadable checkpoint
-// fails it, so that the kubelet restarts the daemon, which sets the file
-// aside and rebuilds; so does a socket of the DRA plugin or of the shim
-// that is gone or was replaced by another process's: the kubelet would
-// dial nothing, or someone else, and only a restart registers anew.
-func (d *Driver) alive() error {
-	var errs []error
-	if st := d.state.Load(); st != nil && !st.healthy() {
-		errs = append(errs, errors.New("the checkpoint cannot be read"))
-	}
-	errs = append(errs, d.sockets.check())
-	if d.shim != nil {
-		errs = append(errs, d.shim.Check())
-	}
-	return errors.Join(errs...)
+// newLegacyOnly is the daemon without the DRA plugin: the shim serves the
+// classic resources, nothing is published and no API is needed.
+func newLegacyOnly(cfg Config) *Driver {
+	d := &Driver{cfg: cfg, metrics: metrics.New(), health: health.NewChanges()}
+	d.shim = newShim(cfg, d.metrics)
+	d.pub = publisher.New(d.publisherConfig())
+	return d
 }
 
-// ready answers /readyz: registered with the kubelet, and the devices
-// published (DRA) or served (legacy resources).
-func (d *Driver) ready() error {
-	if d.dra {
-		helper := d.registration.Load()
-		if helper == nil {
-			return errors.New("not started yet")
-		}
-		if st := helper.RegistrationStatus(); st == nil || !st.PluginRegistered {
-			return errors.New("not registered with the kubelet yet")
-		}
-		if !d.published.Load() {
-			return errors.New("devices not published yet")
-		}
-		if nri := d.nri.Load(); nri != nil && !nri.Connected() {
-			return errors.New("not connected to the container runtime's NRI")
+// newDRA is the DRA kubelet plugin, with the shim beside it when legacy
+// resources are named: the node's state, the publisher (whose pools keep
+// the devices prepared claims hold), the claims executor and the pod
+// network side.
+func newDRA(cfg Config) *Driver {
+	d := &Driver{cfg: cfg, metrics: metrics.New(), health: health.NewChanges()}
+	if len(cfg.LegacyResources) > 0 {
+		d.shim = newShim(cfg, d.metrics)
+	}
+	warn := newNodeEvents(cfg)
+	d.state = nodestate.New(nodestate.Config{PluginDir: cfg.PluginDir, BootID: cfg.Host.BootID(), Warn: warn, Readable: d.metrics.CheckpointReadable})
+	pc := d.publisherConfig()
+	pc.Warn, pc.Client, pc.PodResourcesSocket = warn, cfg.KubeClient, cfg.PodResourcesSocket
+	// Each rescan reads the checkpoint once, there: the held devices, an
+	// unreadable file, prepared devices gone.
+	pc.Held = d.state.Check
+	pc.OnSynced = func(ctx context.Context, writes int) {
+		d.published.Store(true)
+		if writes > 0 {
+			klog.FromContext(ctx).Info("ResourceSlices published", "writes", writes, "sinceStart", time.Since(d.start).Round(time.Millisecond))
 		}
 	}
-	if d.shim != nil && !d.shim.Registered() {
-		return errors.New("legacy resources not registered with the kubelet yet")
+	d.pub = publisher.New(pc)
+	d.podnet = podnet.New(podnet.Config{DriverName: cfg.DriverName, Host: cfg.Host, State: d.state, Devices: d.pub, Client: cfg.KubeClient,
+		Metrics: d.metrics, NRISocket: cfg.NRISocket})
+	d.claims = claims.New(d.claimsConfig())
+	return d
+}
+
+// claimsConfig is the executor's, over the DRA side's state, publisher and
+// pod network side.
+func (d *Driver) claimsConfig() claims.Config {
+	cfg := d.cfg
+	return claims.Config{DriverName: cfg.DriverName, NodeName: cfg.NodeName, CDIRoot: cfg.CDIRoot, DevInfoDir: cfg.DevInfoDir,
+		PluginDir: cfg.PluginDir, Host: cfg.Host, State: d.state, Devices: d.pub, PodNet: d.podnet, Client: cfg.KubeClient, Metrics: d.metrics,
+		AllowedDrivers: cfg.AllowedDrivers, Shared: cfg.PodUID != ""}
+}
+
+// publisherConfig is what every mode's publisher has.
+func (d *Driver) publisherConfig() publisher.Config {
+	return publisher.Config{Host: d.cfg.Host, DriverName: d.cfg.DriverName, NodeName: d.cfg.NodeName, ConfigPath: d.cfg.ConfigPath,
+		ResourcePrefix: d.cfg.ResourcePrefix, Metrics: d.metrics, WithholdPool: d.shim.Serves, LinkDownEffect: d.cfg.LinkDownEffect}
+}
+
+func newShim(cfg Config, m *metrics.Metrics) *deviceplugin.Manager {
+	return deviceplugin.New(deviceplugin.Config{DriverName: cfg.DriverName, Dir: cfg.DevicePluginDir, Resources: cfg.LegacyResources,
+		Host: cfg.Host, DevInfoDir: cfg.DevInfoDir, CDI: cfg.LegacyCDI, CDIRoot: cfg.CDIRoot, Health: health.DevicePlugin, Instance: cfg.PodUID,
+		OnAllocate: func(resource string) { m.LegacyAllocations.WithLabelValues(resource).Inc() }})
+}
+
+// startLegacyOnly discovers the devices and sweeps the device-info files:
+// with no claims on this path, every file is the shim's or nobody's.
+func (d *Driver) startLegacyOnly(ctx context.Context) error {
+	if _, err := d.pub.Sync(ctx); err != nil {
+		return fmt.Errorf("first discovery: %w", err)
 	}
+	inv, pools := d.pub.Snapshot()
+	deviceplugin.SweepDevInfo(ctx, d.cfg.DevInfoDir, nil, inv, pools, d.shim)
+	d.health.Observe(inv)
 	return nil
-}
-
-// shimHealth is a device's health in the device-plugin API's words.
-func shimHealth(d *discovery.Device) string {
-	if health.Of(d).Healthy {
-		return "Healthy"
-	}
-	return "Unhealthy"
 }
 
 // startDRA recovers the prepared claims, publishes the devices and
 // registers the DRA plugin with the kubelet.
-func (d *Driver) startDRA(ctx context.Context, cfg Config, start time.Time) error {
-	d.slices = slicesync.New(cfg.KubeClient, cfg.DriverName, cfg.NodeName, slicesync.Options{
-		OnSynced: func(ctx context.Context, writes int) {
-			d.published.Store(true)
-			if writes > 0 {
-				klog.FromContext(ctx).Info("ResourceSlices published", "writes", writes, "sinceStart", time.Since(start).Round(time.Millisecond))
-			}
-		},
-		OnWrite: func(verb string) { d.metrics.SliceWrites.WithLabelValues(verb).Inc() },
-	})
-	d.pub.publish = d.slices.Update
-	d.prep = newPreparer(cfg, d.pub, d.metrics)
-	d.state.Store(d.prep.state)
-	// Each rescan reads the checkpoint once, there: the held devices, an
-	// unreadable file, prepared devices gone.
-	d.pub.allocated = d.prep.checkState
-	if err := d.prep.recover(ctx); err != nil {
-		return fmt.Errorf("recover prepared claims: %w", err)
+func (d *Driver) startDRA(ctx context.Context) (*kubeletplugin.Helper, error) {
+	if err := d.claims.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover prepared claims: %w", err)
 	}
 	// Discover before registering, so that the first prepare finds the
 	// devices; publishing runs in the background and never holds anything
 	// up, whether or not the API server answers.
-	if _, err := d.pub.sync(ctx); err != nil {
-		return fmt.Errorf("first discovery: %w", err)
+	if _, err := d.pub.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("first discovery: %w", err)
 	}
-	if err := d.prep.sweepFiles(ctx, d.shim); err != nil {
-		return fmt.Errorf("start-up sweep of device-info files: %w", err)
+	inv, pools := d.pub.Snapshot()
+	err := d.claims.SweepFiles(ctx, func(owned map[string]bool) {
+		deviceplugin.SweepDevInfo(ctx, d.cfg.DevInfoDir, owned, inv, pools, d.shim)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start-up sweep of device-info files: %w", err)
 	}
+	d.health.Observe(inv)
 	// After the first discovery: a sandbox event needs the devices' netdevs.
-	if cfg.NRISocket != "" {
-		nri := nriplugin.New(nriplugin.Config{Socket: cfg.NRISocket, Name: cfg.DriverName, Index: "10",
-			OnConnected:    func() { d.metrics.NRIConnected.Set(1) },
-			OnDisconnected: func() { d.metrics.NRIConnected.Set(0) }}, d.prep)
-		d.prep.nri = nri
-		d.nri.Store(nri)
-		go nri.Run(ctx)
-	}
-	go d.slices.Run(ctx)
-	d.prep.lookups.start(ctx)
-	go d.prep.status.run(ctx, 4)
-	go d.prep.collectGarbage(ctx)
-	opts := append(helperOptions(cfg), kubeletplugin.PluginListener(d.sockets.listen), kubeletplugin.RegistrarListener(d.sockets.listen))
+	go d.podnet.Run(ctx)
+	go d.pub.Run(ctx)
+	go d.claims.Run(ctx)
+	opts := append(helperOptions(d.cfg), kubeletplugin.PluginListener(d.sockets.Listen), kubeletplugin.RegistrarListener(d.sockets.Listen))
 	helper, err := kubeletplugin.Start(ctx, d, opts...)
 	if err != nil {
-		return fmt.Errorf("start kubelet plugin: %w", err)
+		return nil, fmt.Errorf("start kubelet plugin: %w", err)
 	}
-	d.helper = helper
 	d.registration.Store(helper)
-	return nil
+	return helper, nil
 }
 
 // rescan rediscovers the host and hands the result to whoever serves it.
 func (d *Driver) rescan(ctx context.Context) {
-	if _, err := d.pub.sync(ctx); err != nil {
+	if _, err := d.pub.Sync(ctx); err != nil {
 		klog.FromContext(ctx).Error(err, "Rescan reported a problem")
 	}
-	inv, pools := d.pub.snapshot()
-	d.health.observe(inv)
+	inv, pools := d.pub.Snapshot()
+	d.health.Observe(inv)
 	if d.shim != nil {
 		d.shim.Update(ctx, inv, pools)
-		if inUse, known := d.pub.legacyHeld(); known {
+		if inUse, known := d.pub.LegacyHeld(); known {
 			d.shim.ReleaseFiles(ctx, inUse, time.Now())
 		}
 	}
@@ -297,26 +286,14 @@ func helperOptions(cfg Config) []kubeletplugin.Option {
 	return opts
 }
 
-func newPreparer(cfg Config, pub *publisher, m *metrics.Metrics) *preparer {
-	return &preparer{
-		metrics:    m,
-		driverName: cfg.DriverName, nodeName: cfg.NodeName, cdiRoot: cfg.CDIRoot, devInfoDir: cfg.DevInfoDir,
-		host: cfg.Host, pluginDir: cfg.PluginDir, devices: pub, allowedDrivers: cfg.AllowedDrivers, shared: cfg.PodUID != "",
-		state:   newNodeState(cfg.PluginDir, cfg.Host.BootID()),
-		lookups: newLookups(cfg.KubeClient, cfg.NodeName),
-		status:  newStatusWriter(cfg.KubeClient, cfg.DriverName),
-		events:  newNodeEvents(cfg.KubeClient, cfg.NodeName, cfg.DriverName),
-	}
-}
-
 // PrepareResourceClaims is the kubelet's NodePrepareResources.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
-	return d.prep.Prepare(ctx, claims)
+	return d.claims.Prepare(ctx, claims)
 }
 
 // UnprepareResourceClaims is the kubelet's NodeUnprepareResources.
 func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
-	return d.prep.Unprepare(ctx, claims)
+	return d.claims.Unprepare(ctx, claims)
 }
 
 // HandleError logs background errors; the helper marks ResourceSlice

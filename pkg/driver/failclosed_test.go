@@ -45,9 +45,9 @@ func TestPrepareAgainTouchesNothing(t *testing.T) {
 	first := n.prepareOne(t, claim)
 	require.NoError(t, first.Err)
 	files := []string{
-		filepath.Join(n.cdiRoot, "sriov.dra.dev-net_uid-1.json"),
-		filepath.Join(n.devInfoDir, "intel.com-dpdk-0000:3b:02.1-device.json"),
-		n.state.path,
+		filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_uid-1.json"),
+		filepath.Join(n.cfg.DevInfoDir, "intel.com-dpdk-0000:3b:02.1-device.json"),
+		n.state.Path(),
 	}
 	inodes := func() []uint64 {
 		var out []uint64

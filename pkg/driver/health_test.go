@@ -34,7 +34,7 @@ func TestHealthReports(t *testing.T) {
 	n := newTestNode(t, nodeOpts{spec: spec, objects: []runtime.Object{testClass}})
 	require.NoError(t, n.prepareOne(t, claimFor("a", "", "pci-0000-3b-02-0")).Err)
 	require.NoError(t, n.prepareOne(t, claimFor("b", "", "pci-0000-5b-02-1")).Err)
-	d := &Driver{pub: n.pub, prep: n.preparer, health: newHealthState()}
+	d := n.Driver
 	reports := make(chan kubeletplugin.DeviceHealthReport, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -55,10 +55,10 @@ func TestHealthReports(t *testing.T) {
 	assert.Equal(t, map[string]string{"pci-0000-3b-02-0": "Healthy:", "pci-0000-5b-02-1": "Healthy:"}, next())
 
 	require.NoError(t, n.h.SetLink("ens1f0", false))
-	_, err := n.pub.sync(context.Background())
+	_, err := n.pub.Sync(context.Background())
 	require.NoError(t, err)
-	inv, _ := n.pub.snapshot()
-	d.health.observe(inv)
+	inv, _ := n.pub.Snapshot()
+	d.health.Observe(inv)
 	assert.Equal(t, map[string]string{"pci-0000-3b-02-0": "Unhealthy:link of PF ens1f0 is down", "pci-0000-5b-02-1": "Healthy:"}, next(),
 		"reported on the change, not at the next resend")
 
@@ -66,10 +66,10 @@ func TestHealthReports(t *testing.T) {
 	spec.PFs[1].NumVFs = 0
 	require.NoError(t, os.RemoveAll(filepath.Join(n.root, "host")))
 	require.NoError(t, simhost.Write(filepath.Join(n.root, "host"), spec))
-	_, err = n.pub.sync(context.Background())
+	_, err = n.pub.Sync(context.Background())
 	require.NoError(t, err)
-	inv, _ = n.pub.snapshot()
-	d.health.observe(inv)
+	inv, _ = n.pub.Snapshot()
+	d.health.Observe(inv)
 	got := next()
 	assert.Equal(t, "Unhealthy:gone from the host", got["pci-0000-5b-02-1"])
 	assert.Equal(t, "Healthy:", got["pci-0000-3b-02-0"], "the rewritten host has ens1f0 up again")

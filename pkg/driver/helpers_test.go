@@ -13,35 +13,58 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
-	"k8s.io/dynamic-resource-allocation/resourceslice"
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
+	"github.com/sriov-dra/sriov-dra/pkg/claims"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
-	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
 const testDriver = "sriov.dra.dev"
 
-// testNode is a preparer over a simulated host, with a fake API server
-// holding the given objects.
+// testNode is the DRA side of the daemon, assembled by newDRA as Run does,
+// over a simulated host, with a fake API server holding the given objects.
+// The runtime's NRI is replaced by a switch the test sets.
 type testNode struct {
-	*preparer
-	root   string
-	h      *simhost.Host
-	client *fake.Clientset
-	pub    *publisher
+	*Driver
+	root    string
+	h       *simhost.Host
+	client  *fake.Clientset
+	runtime *runtimeSwitch
 }
 
 type nodeOpts struct {
 	spec    simhost.Spec
 	config  string // classic config.json content
 	objects []runtime.Object
-	// root shares another node's directories (two instances on one node).
+	// root shares another node's directories (two instances on one node,
+	// or a restarted one).
 	root string
 	// netNS is the host's network namespace (real netdevs for the NRI path).
 	netNS string
+	// podUID runs the node as a DaemonSet pod (--pod-uid): another
+	// instance may run beside it.
+	podUID string
+	// unscanned leaves the host undiscovered, as at start-up.
+	unscanned bool
+	// legacy are the classic resources the shim serves beside DRA.
+	legacy []string
+	// wrap, when set, stands between the daemon and the simulated host.
+	wrap func(Host) Host
 }
+
+// runtimeSwitch stands in for the runtime's NRI connection: netdevs are
+// moved into pods (through the sandbox calls the test makes) while on.
+type runtimeSwitch struct {
+	claims.PodNetwork
+	on, connected bool
+}
+
+func (r *runtimeSwitch) Enabled() bool   { return r.on }
+func (r *runtimeSwitch) Connected() bool { return r.connected }
+
+// setRuntime turns the pod network on, with the runtime connected or not.
+func (n *testNode) setRuntime(connected bool) { n.runtime.on, n.runtime.connected = true, connected }
 
 func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	t.Helper()
@@ -52,25 +75,34 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	}
 	h, err := simhost.OpenWith(filepath.Join(root, "host"), host.Options{NetNS: o.netNS})
 	require.NoError(t, err)
-	cfg := Config{DriverName: testDriver, NodeName: "node", Host: h, CDIRoot: filepath.Join(root, "cdi"),
-		PluginDir: filepath.Join(root, "plugin"), DevInfoDir: filepath.Join(root, "devinfo"), AllowedDrivers: []string{"vfio-pci"}}
+	var nodeHost Host = h
+	if o.wrap != nil {
+		nodeHost = o.wrap(h)
+	}
+	cfg := Config{DriverName: testDriver, NodeName: "node", Host: nodeHost, DRA: true, LegacyResources: o.legacy, CDIRoot: filepath.Join(root, "cdi"), ResourcePrefix: "intel.com",
+		PluginDir: filepath.Join(root, "plugin"), DevInfoDir: filepath.Join(root, "devinfo"), AllowedDrivers: []string{"vfio-pci"}, PodUID: o.podUID}
 	if o.config != "" {
 		cfg.ConfigPath = filepath.Join(root, "config.json")
 		require.NoError(t, os.WriteFile(cfg.ConfigPath, []byte(o.config), 0o644))
 	}
 	client := fake.NewClientset(o.objects...)
 	cfg.KubeClient = client
-	m := metrics.New()
-	pub := &publisher{host: h, poolName: "node", configPath: cfg.ConfigPath, resourcePrefix: "intel.com",
-		publish: func(resourceslice.Pool) {}, metrics: m}
-	_, err = pub.sync(context.Background())
-	require.NoError(t, err)
-	return &testNode{preparer: newPreparer(cfg, pub, m), root: root, h: h, client: client, pub: pub}
+	require.NoError(t, cfg.complete())
+	d := newDRA(cfg)
+	rt := &runtimeSwitch{PodNetwork: d.podnet}
+	cc := d.claimsConfig()
+	cc.PodNet = rt
+	d.claims = claims.New(cc)
+	if !o.unscanned {
+		_, err = d.pub.Sync(context.Background())
+		require.NoError(t, err)
+	}
+	return &testNode{Driver: d, root: root, h: h, client: client, runtime: rt}
 }
 
 func (n *testNode) checkpoint(t testing.TB) checkpoint.Data {
 	t.Helper()
-	d, _, err := checkpoint.Load(n.state.path, n.h.BootID())
+	d, _, err := checkpoint.Load(n.state.Path(), n.h.BootID())
 	require.NoError(t, err)
 	return d
 }
@@ -84,17 +116,17 @@ func (n *testNode) driverOf(t testing.TB, addr string) string {
 
 func (n *testNode) prepareOne(t testing.TB, c *resourceapi.ResourceClaim) kubeletplugin.PrepareResult {
 	t.Helper()
-	res, err := n.Prepare(context.Background(), []*resourceapi.ResourceClaim{c})
+	res, err := n.claims.Prepare(context.Background(), []*resourceapi.ResourceClaim{c})
 	require.NoError(t, err)
 	if r := res[c.UID]; r.Err == nil && len(r.Devices) > 0 && r.Devices[0].Metadata != nil {
-		helperWroteMetadata(t, n.pluginDir, c, r) // as the kubelet plugin helper does
+		helperWroteMetadata(t, n.cfg.PluginDir, c, r) // as the kubelet plugin helper does
 	}
 	return res[c.UID]
 }
 
 func (n *testNode) unprepareOne(t testing.TB, c *resourceapi.ResourceClaim) error {
 	t.Helper()
-	res, err := n.Unprepare(context.Background(), []kubeletplugin.NamespacedObject{{UID: c.UID, NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}}})
+	res, err := n.claims.Unprepare(context.Background(), []kubeletplugin.NamespacedObject{{UID: c.UID, NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}}})
 	require.NoError(t, err)
 	return res[c.UID]
 }

@@ -15,51 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sriov-dra/sriov-dra/pkg/nodestate"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
-
-// TestInstanceLock: which instances may run beside which. A DaemonSet's
-// pods (--pod-uid) overlap with each other; an instance without --pod-uid
-// runs alone, and is named in the message of whoever it refuses.
-func TestInstanceLock(t *testing.T) {
-	pid := "PID " + strconv.Itoa(os.Getpid())
-	for _, tc := range []struct {
-		name          string
-		first, second string // pod UIDs; "" is an instance without --pod-uid
-		refused       []string
-	}{
-		{name: "two plain", refused: []string{"another sriov-dra instance runs on this node", pid + ", without --pod-uid",
-			"an instance without --pod-uid runs alone"}},
-		{name: "plain beside a DaemonSet pod", first: "uid-a", refused: []string{"another sriov-dra instance runs on this node",
-			pid + ", with --pod-uid"}},
-		{name: "DaemonSet pod beside a plain one", second: "uid-b", refused: []string{"another sriov-dra instance, without --pod-uid, runs on this node",
-			pid + ", without --pod-uid", "overlap only with each other"}},
-		{name: "rolling update", first: "uid-a", second: "uid-b"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "plugin")
-			lock := filepath.Join(dir, InstanceLockName)
-			unlock, err := lockInstance(context.Background(), &Config{PluginDir: dir, PodUID: tc.first})
-			require.NoError(t, err)
-			defer unlock()
-			unlock2, err := lockInstance(context.Background(), &Config{PluginDir: dir, PodUID: tc.second})
-			if tc.refused == nil {
-				require.NoError(t, err)
-				unlock2()
-				return
-			}
-			require.Error(t, err)
-			assert.ErrorContains(t, err, "instance lock "+lock)
-			for _, want := range tc.refused {
-				assert.ErrorContains(t, err, want)
-			}
-			unlock()
-			unlock2, err = lockInstance(context.Background(), &Config{PluginDir: dir, PodUID: tc.second})
-			require.NoError(t, err, "free once the first one stopped")
-			unlock2()
-		})
-	}
-}
 
 // get asks the daemon's health socket.
 func get(sock, path string) (int, string, error) {
@@ -115,7 +73,7 @@ func TestSecondInstanceIsRefused(t *testing.T) {
 
 	err := Run(context.Background(), cfg)
 	require.Error(t, err)
-	assert.ErrorContains(t, err, "another sriov-dra instance runs on this node: it holds the instance lock "+filepath.Join(cfg.PluginDir, InstanceLockName))
+	assert.ErrorContains(t, err, "another sriov-dra instance runs on this node: it holds the instance lock "+filepath.Join(cfg.PluginDir, nodestate.InstanceLockName))
 	assert.ErrorContains(t, err, "PID "+strconv.Itoa(os.Getpid()))
 	assert.Equal(t, before, idOf(t, cfg.HealthSocket), "the first instance's socket is the same file")
 	code, body, err := get(cfg.HealthSocket, "/healthz")
@@ -130,7 +88,7 @@ func TestAliveFailsWhenASocketIsGone(t *testing.T) {
 	d := &Driver{}
 	reg, dra := filepath.Join(dir, "reg.sock"), filepath.Join(dir, "dra.sock")
 	for _, p := range []string{reg, dra} {
-		ln, err := d.sockets.listen(context.Background(), p)
+		ln, err := d.sockets.Listen(context.Background(), p)
 		require.NoError(t, err)
 		defer ln.Close()
 	}

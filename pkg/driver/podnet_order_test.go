@@ -63,13 +63,13 @@ func TestSandboxRecordsIntentBeforeTouchingTheHost(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, _ := podNetNode(t)
-			watched := &watchedHost{Host: n.host, look: func() checkpoint.Data { return n.checkpoint(t) }}
-			n.host = watched
+			var n *testNode
+			watched := &watchedHost{look: func() checkpoint.Data { return n.checkpoint(t) }}
+			n, _ = podNetNode(t, func(h Host) Host { watched.Host = h; return watched })
 			ns := simhosttest.Netns(t)
 			require.NoError(t, n.prepareOne(t, podClaim("u1", tc.network, "pod-a", "pci-0000-3b-02-1")).Err)
 
-			require.NoError(t, n.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", ns)))
+			require.NoError(t, n.podnet.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", ns)))
 
 			var names []string
 			for _, s := range watched.steps {

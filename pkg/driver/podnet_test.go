@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -20,10 +22,6 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/simhost/simhosttest"
 )
 
-type runtimeUp bool
-
-func (r runtimeUp) Connected() bool { return bool(r) }
-
 // vfMAC is the MAC the test gives the netdev of VF i of ens1f0.
 func vfMAC(i int) string { return fmt.Sprintf("02:00:00:00:10:%02x", i) }
 
@@ -31,14 +29,18 @@ func vfMAC(i int) string { return fmt.Sprintf("02:00:00:00:10:%02x", i) }
 // netdevs ens1f0v<i>) whose VF netdevs are real netdevs in a network
 // namespace of the test's, standing for the host's, with the runtime's
 // NRI connected.
-func podNetNode(t *testing.T) (*testNode, string) {
+func podNetNode(t *testing.T, wrap ...func(Host) Host) (*testNode, string) {
 	t.Helper()
 	hostNS := simhosttest.Netns(t)
 	for i := range 4 {
 		simhosttest.Netdev(t, hostNS, fmt.Sprintf("ens1f0v%d", i), vfMAC(i))
 	}
-	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, netNS: hostNS})
-	n.nri = runtimeUp(true)
+	o := nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, netNS: hostNS}
+	if len(wrap) > 0 {
+		o.wrap = wrap[0]
+	}
+	n := newTestNode(t, o)
+	n.setRuntime(true)
 	return n, hostNS
 }
 
@@ -50,7 +52,7 @@ func podWithNetdev(t *testing.T, network, device string) (n *testNode, hostNS, p
 	n, hostNS = podNetNode(t)
 	podNS = simhosttest.Netns(t)
 	require.NoError(t, n.prepareOne(t, podClaim("u1", network, "pod-a", device)).Err)
-	require.NoError(t, n.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS)))
+	require.NoError(t, n.podnet.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS)))
 	return n, hostNS, podNS
 }
 
@@ -64,6 +66,16 @@ func podClaim(uid, network, pod string, devices ...string) *resourceapi.Resource
 	return c
 }
 
+// networkData is the claim's network status as the API has it (nil: none).
+func networkData(t *testing.T, n *testNode, claim string) *resourceapi.NetworkDeviceData {
+	t.Helper()
+	st := claimStatusOf(t, n, claim)
+	if len(st) != 1 {
+		return nil
+	}
+	return st[0].NetworkData
+}
+
 func sandbox(id, pod, netNS string) nriplugin.Sandbox {
 	return nriplugin.Sandbox{ID: id, PodUID: pod, Namespace: "ns", Name: pod, NetNS: netNS}
 }
@@ -73,11 +85,14 @@ func TestNetdevIntoPodAndBack(t *testing.T) {
 	podNS := simhosttest.Netns(t)
 	c := podClaim("u1", `"interfaceName":"net1","mac":"02:AB:00:00:00:01","vlan":100,"vlanQoS":2,"mtu":9000,
 		"addresses":["10.56.0.5/24","fd00:56::5/64"],"routes":[{"destination":"10.57.0.0/16","gateway":"10.56.0.1"}]`, "pod-a", "pci-0000-3b-02-1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := n.client.ResourceV1().ResourceClaims(c.Namespace).Create(ctx, c, metav1.CreateOptions{})
+	require.NoError(t, err)
+	go n.podnet.Run(ctx) // the claim status writer
 	require.NoError(t, n.prepareOne(t, c).Err)
 	assert.Nil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "prepare moves nothing")
-
-	ctx := context.Background()
-	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
+	require.NoError(t, n.podnet.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)))
 
 	assert.NotContains(t, simhosttest.Links(t, hostNS), "ens1f0v1")
 	net1 := simhosttest.Links(t, podNS)["net1"]
@@ -96,14 +111,13 @@ func TestNetdevIntoPodAndBack(t *testing.T) {
 	require.NotNil(t, at)
 	assert.Equal(t, checkpoint.InPodAttached, at.State)
 	assert.Equal(t, "ens1f0v1", at.Host.Name)
-	st := statusOf(testDriver, n.checkpoint(t).Claims["u1"])
-	require.Len(t, st.devices, 1)
-	assert.Equal(t, &resourceapi.NetworkDeviceData{InterfaceName: "net1", HardwareAddress: "02:ab:00:00:00:01",
-		IPs: []string{"10.56.0.5/24", "fd00:56::5/64"}}, st.devices[0].NetworkData)
+	inPod := &resourceapi.NetworkDeviceData{InterfaceName: "net1", HardwareAddress: "02:ab:00:00:00:01", IPs: []string{"10.56.0.5/24", "fd00:56::5/64"}}
+	require.Eventually(t, func() bool { return assert.ObjectsAreEqual(inPod, networkData(t, n, c.Name)) }, 10*time.Second, 10*time.Millisecond,
+		"the claim's status shows the netdev as the pod sees it; now %+v", networkData(t, n, c.Name))
 
-	require.NoError(t, n.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)), "told twice: nothing to do")
+	require.NoError(t, n.podnet.SandboxCreated(ctx, sandbox("sb1", "pod-a", podNS)), "told twice: nothing to do")
 
-	require.NoError(t, n.SandboxStopped(ctx, sandbox("sb1", "pod-a", podNS)))
+	require.NoError(t, n.podnet.SandboxStopped(ctx, sandbox("sb1", "pod-a", podNS)))
 	back := simhosttest.Links(t, hostNS)["ens1f0v1"]
 	assert.Equal(t, vfMAC(1), back.Address)
 	assert.Equal(t, 1500, back.MTU)
@@ -112,9 +126,10 @@ func TestNetdevIntoPodAndBack(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, host.VFState{MAC: "00:00:00:00:00:00", SpoofChk: true}, vf, "the PF's settings put back")
 	assert.Nil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod)
-	assert.Equal(t, "ens1f0v1", statusOf(testDriver, n.checkpoint(t).Claims["u1"]).devices[0].NetworkData.InterfaceName)
+	require.Eventually(t, func() bool { nd := networkData(t, n, c.Name); return nd != nil && nd.InterfaceName == "ens1f0v1" },
+		10*time.Second, 10*time.Millisecond, "the claim's status shows the netdev back on the host; now %+v", networkData(t, n, c.Name))
 
-	require.NoError(t, n.SandboxStopped(ctx, sandbox("sb1", "pod-a", podNS)), "removal after stop: nothing to do")
+	require.NoError(t, n.podnet.SandboxStopped(ctx, sandbox("sb1", "pod-a", podNS)), "removal after stop: nothing to do")
 	require.NoError(t, n.unprepareOne(t, c))
 }
 
@@ -129,7 +144,7 @@ func TestTwoPodsAtOnceKeepTheirOwnNetdevs(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(pods))
 	for pod := range pods {
-		wg.Go(func() { errs <- n.SandboxCreated(context.Background(), sandbox("sb-"+pod, pod, netns[pod])) })
+		wg.Go(func() { errs <- n.podnet.SandboxCreated(context.Background(), sandbox("sb-"+pod, pod, netns[pod])) })
 	}
 	wg.Wait()
 	close(errs)
@@ -153,7 +168,7 @@ func TestSandboxFailureLeavesEveryNetdevOnTheHost(t *testing.T) {
 	simhosttest.Netdev(t, podNS, "net2", "02:00:00:00:99:99") // taken in the pod
 	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":7`, "pod-a", "pci-0000-3b-02-0", "pci-0000-3b-02-1")).Err)
 
-	err := n.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS))
+	err := n.podnet.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "device pci-0000-3b-02-1 (ens1f0v1): rename to net2:", "names the device and the step")
 
@@ -181,7 +196,7 @@ func TestSandboxGoneWhileTheDriverWasDownIsRepaired(t *testing.T) {
 	simhosttest.IP(t, "netns", "del", simhosttest.NsName(podNS))
 
 	restarted := newTestNode(t, nodeOpts{root: n.root, netNS: hostNS, objects: []runtime.Object{testClass}})
-	require.NoError(t, restarted.recover(ctx), "start-up: the namespace is gone")
+	require.NoError(t, restarted.claims.Recover(ctx), "start-up: the namespace is gone")
 
 	back := simhosttest.Links(t, hostNS)["ens1f0v2"]
 	assert.Equal(t, vfMAC(2), back.Address, "name and MAC put back")
@@ -195,12 +210,12 @@ func TestSandboxTheRuntimeNoLongerListsIsRepaired(t *testing.T) {
 	n, hostNS, podNS := podWithNetdev(t, `"vlan":5`, "pci-0000-3b-02-2")
 	ctx := context.Background()
 
-	n.SandboxesExist(ctx, []nriplugin.Sandbox{sandbox("sb1", "pod-a", podNS)})
+	n.podnet.SandboxesExist(ctx, []nriplugin.Sandbox{sandbox("sb1", "pod-a", podNS)})
 	assert.NotNil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "listed, namespace there: left alone")
-	require.NoError(t, n.recover(ctx))
+	require.NoError(t, n.claims.Recover(ctx))
 	assert.NotNil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "start-up leaves a live namespace alone")
 
-	n.SandboxesExist(ctx, []nriplugin.Sandbox{sandbox("other", "pod-b", "")})
+	n.podnet.SandboxesExist(ctx, []nriplugin.Sandbox{sandbox("other", "pod-b", "")})
 	assert.Equal(t, vfMAC(2), simhosttest.Links(t, hostNS)["ens1f0v2"].Address, "not listed: moved back")
 	assert.Nil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod)
 	vf, err := n.h.VF("ens1f0", 2)
@@ -211,22 +226,22 @@ func TestSandboxTheRuntimeNoLongerListsIsRepaired(t *testing.T) {
 func TestNetworkSectionRefused(t *testing.T) {
 	n, _ := podNetNode(t)
 	tests := []struct {
-		name, config string
-		nri          runtimeLink
-		want         string
+		name, config  string
+		on, connected bool
+		want          string
 	}{
-		{"no NRI", `"interfaceName":"net1"`, nil, "does not move netdevs into pods (start it with --nri)"},
-		{"NRI not connected", `"interfaceName":"net1"`, runtimeUp(false), "the container runtime's NRI is not connected"},
+		{"no NRI", `"interfaceName":"net1"`, false, false, "does not move netdevs into pods (start it with --nri)"},
+		{"NRI not connected", `"interfaceName":"net1"`, true, false, "the container runtime's NRI is not connected"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n.nri = tc.nri
+			n.runtime.on, n.runtime.connected = tc.on, tc.connected
 			res := n.prepareOne(t, podClaim("u-"+tc.name, tc.config, "pod-a", "pci-0000-3b-02-0"))
 			require.Error(t, res.Err)
 			assert.Contains(t, res.Err.Error(), tc.want)
 		})
 	}
-	n.nri = runtimeUp(true)
+	n.setRuntime(true)
 	c := claimFor("vfio", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","driver":"vfio-pci","network":{}}`, "pci-0000-3b-02-0")
 	res := n.prepareOne(t, c)
 	require.Error(t, res.Err)
@@ -241,8 +256,8 @@ func TestNamespaceDirectoryNotVisibleIsNotARemovedNamespace(t *testing.T) {
 	// netns directory (a changed mount): it cannot tell the pod is gone.
 	cp := n.checkpoint(t)
 	cp.Claims["u1"].Devices[0].InPod.NetNS = filepath.Join(t.TempDir(), "not-mounted", "cni-1")
-	require.NoError(t, checkpoint.Save(n.state.path, cp))
-	require.NoError(t, n.recover(ctx))
+	require.NoError(t, checkpoint.Save(n.state.Path(), cp))
+	require.NoError(t, n.claims.Recover(ctx))
 	assert.NotNil(t, n.checkpoint(t).Claims["u1"].Devices[0].InPod, "left alone")
 	vf, err := n.h.VF("ens1f0", 2)
 	require.NoError(t, err)
@@ -260,7 +275,7 @@ func BenchmarkSandboxEvents(b *testing.B) {
 	simhosttest.Netdev(b, hostNS, "ens1f0v0", vfMAC(0))
 	n := newTestNode(b, nodeOpts{spec: simhost.Spec{PFs: []simhost.PF{{Address: "0000:3b:00.0", Model: "e810", IfName: "ens1f0", NumVFs: 64}}},
 		objects: []runtime.Object{testClass}, netNS: hostNS})
-	n.nri = runtimeUp(true)
+	n.setRuntime(true)
 	for i := 1; i < 64; i++ {
 		dev := fmt.Sprintf("pci-0000-3b-%02x-%x", 2+(i/8), i%8)
 		if res := n.prepareOne(b, podClaim(fmt.Sprintf("other-%d", i), "", fmt.Sprintf("pod-%d", i), dev)); res.Err != nil {
@@ -286,10 +301,10 @@ func sandboxCycles(b *testing.B, n *testNode, sb nriplugin.Sandbox) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := n.SandboxCreated(ctx, sb); err != nil {
+		if err := n.podnet.SandboxCreated(ctx, sb); err != nil {
 			b.Fatal(err)
 		}
-		if err := n.SandboxStopped(ctx, sb); err != nil {
+		if err := n.podnet.SandboxStopped(ctx, sb); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -301,7 +316,7 @@ func TestSandboxFailureTouchesNoVFItDidNotTry(t *testing.T) {
 	simhosttest.Netdev(t, podNS, "net1", "02:00:00:00:99:98") // the first device's name is taken
 	require.NoError(t, n.prepareOne(t, podClaim("u1", `"vlan":7`, "pod-a", "pci-0000-3b-02-0", "pci-0000-3b-02-1")).Err)
 
-	err := n.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS))
+	err := n.podnet.SandboxCreated(context.Background(), sandbox("sb1", "pod-a", podNS))
 	require.ErrorContains(t, err, "device pci-0000-3b-02-0 (ens1f0v0): rename to net1:")
 	vf, err := n.h.VF("ens1f0", 0)
 	require.NoError(t, err)

@@ -49,7 +49,7 @@ func TestPrepareRebindAndUnprepare(t *testing.T) {
 	assert.NotContains(t, meta, "ifName", "a vfio-pci VF has no netdev")
 	assert.Equal(t, "ens1f0", str("pfName"))
 
-	specPath := filepath.Join(n.cdiRoot, "sriov.dra.dev-net_uid-1.json")
+	specPath := filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_uid-1.json")
 	spec, err := cdi.ReadSpec(specPath, 0)
 	require.NoError(t, err, "a valid CDI spec")
 	env := strings.Join(spec.ContainerEdits.Env, "\n")
@@ -57,7 +57,7 @@ func TestPrepareRebindAndUnprepare(t *testing.T) {
 	// The simulator numbers IOMMU groups bridge, PF, then VFs: VF 1 is group 3.
 	assert.Contains(t, env, `"vfio":{"dev-mount":"/dev/vfio/3","mount":"/dev/vfio/vfio"}`)
 	assert.Contains(t, env, `"vhost":{"net-mount":"/dev/vhost-net","tun-mount":"/dev/net/tun"}`)
-	infoPath := filepath.Join(n.devInfoDir, "intel.com-dpdk-0000:3b:02.1-device.json")
+	infoPath := filepath.Join(n.cfg.DevInfoDir, "intel.com-dpdk-0000:3b:02.1-device.json")
 	info, err := os.ReadFile(infoPath)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:3b:02.1","pf-pci-address":"0000:3b:00.0","vhost-net":"/dev/vhost-net"}}`, string(info))
@@ -105,7 +105,7 @@ func TestPrepareErrorsLeaveNothing(t *testing.T) {
 			}
 			res := n.prepareOne(t, claimFor("u", tc.config, tc.device))
 			require.ErrorContains(t, res.Err, tc.want)
-			entries, _ := os.ReadDir(n.cdiRoot)
+			entries, _ := os.ReadDir(n.cfg.CDIRoot)
 			assert.Empty(t, entries)
 			assert.Empty(t, n.checkpoint(t).Claims)
 			assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.2"))
@@ -129,13 +129,13 @@ func TestPrepareNewDeviceSinceLastRescan(t *testing.T) {
 type bindSpy struct {
 	*simhost.Host
 	t     *testing.T
-	state *nodeState
+	path  string // the checkpoint's
 	binds int
 }
 
 func (b *bindSpy) BindDriver(addr, driver string) (string, error) {
 	b.binds++
-	d, _, err := checkpoint.Load(b.state.path, b.BootID())
+	d, _, err := checkpoint.Load(b.path, b.BootID())
 	require.NoError(b.t, err)
 	recorded := false
 	for _, e := range d.Claims {
@@ -156,19 +156,22 @@ func (b *bindSpy) BindDriver(addr, driver string) (string, error) {
 // /dev/vhost-net on the host) restores the driver and leaves no file and no
 // entry; the bind itself happened only after the intent was saved.
 func TestPrepareRollsBackAfterBind(t *testing.T) {
-	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
-	spy := &bindSpy{Host: n.h, t: t, state: n.state}
-	n.host = spy
+	var spy *bindSpy
+	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, wrap: func(h Host) Host {
+		spy = &bindSpy{Host: h.(*simhost.Host), t: t}
+		return spy
+	}})
+	spy.path = n.state.Path()
 	require.NoError(t, os.Remove(filepath.Join(n.root, "host/dev/vhost-net")))
 	res := n.prepareOne(t, claimFor("u", dpdkConfig, "pci-0000-3b-02-1"))
 	require.ErrorContains(t, res.Err, "vhost-net does not exist on the host")
 	assert.Equal(t, 2, spy.binds, "bound, then restored")
-	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues(reasonClaim)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues("claim")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.Rebinds))
 	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.1"))
-	entries, _ := os.ReadDir(n.cdiRoot)
+	entries, _ := os.ReadDir(n.cfg.CDIRoot)
 	assert.Empty(t, entries)
-	infos, _ := os.ReadDir(n.devInfoDir)
+	infos, _ := os.ReadDir(n.cfg.DevInfoDir)
 	assert.Empty(t, infos)
 	assert.Empty(t, n.checkpoint(t).Claims)
 }
@@ -181,7 +184,7 @@ func TestPreparePoolOptions(t *testing.T) {
 		config: `{"resourceList":[{"resourceName":"rdma_pool","resourcePrefix":"mellanox.com","selectors":{"pfNames":["ens2f0np0"],"isRdma":true,"needVhostNet":true},"additionalInfo":{"*":{"token":"3e49"}}}]}`})
 	res := n.prepareOne(t, claimFor("p", "", "pci-0000-5e-00-2"))
 	require.NoError(t, res.Err)
-	spec2, err := cdi.ReadSpec(filepath.Join(n.cdiRoot, "sriov.dra.dev-net_p.json"), 0)
+	spec2, err := cdi.ReadSpec(filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_p.json"), 0)
 	require.NoError(t, err)
 	env := strings.Join(spec2.ContainerEdits.Env, "\n")
 	assert.Contains(t, env, `"extra":{"token":"3e49"}`)
@@ -205,10 +208,10 @@ func TestUnprepareVanishedDevice(t *testing.T) {
 	spec.PFs[0].NumVFs = 0
 	require.NoError(t, os.RemoveAll(filepath.Join(n.root, "host")))
 	require.NoError(t, simhost.Write(filepath.Join(n.root, "host"), spec))
-	inv, err := n.devices.rediscover(context.Background())
+	inv, err := n.pub.Rediscover(context.Background())
 	require.NoError(t, err)
 	for range 2 { // two rescans, one warning
-		_, err := n.checkState(context.Background(), inv)
+		_, err := n.state.Check(context.Background(), inv)
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool {
@@ -218,15 +221,15 @@ func TestUnprepareVanishedDevice(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "one warning event, however many rescans see it")
 	require.NoError(t, n.unprepareOne(t, c))
 	assert.Empty(t, n.checkpoint(t).Claims)
-	assert.False(t, exists(filepath.Join(n.cdiRoot, "sriov.dra.dev-net_u.json")))
-	assert.False(t, exists(filepath.Join(n.devInfoDir, "intel.com-dpdk-0000:3b:02.1-device.json")))
+	assert.False(t, exists(filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_u.json")))
+	assert.False(t, exists(filepath.Join(n.cfg.DevInfoDir, "intel.com-dpdk-0000:3b:02.1-device.json")))
 }
 
 func TestPrepareReadsClassAndPodOnce(t *testing.T) {
 	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
 	claims := []*resourceapi.ResourceClaim{claimFor("a", "", "pci-0000-3b-02-0", "pci-0000-3b-02-1"), claimFor("b", "", "pci-0000-3b-02-2")}
 	n.client.ClearActions()
-	res, err := n.Prepare(context.Background(), claims)
+	res, err := n.claims.Prepare(context.Background(), claims)
 	require.NoError(t, err)
 	require.NoError(t, res["a"].Err)
 	gets := map[string]int{}

@@ -23,22 +23,21 @@ const poolsByDriver = `{"resourceList":[
 func shimNode(t *testing.T) *testNode {
 	t.Helper()
 	// VF 3 is bound to vfio-pci: dpdk from the start.
-	n := newTestNode(t, nodeOpts{spec: e810(simhost.VF{Index: 3, Driver: "vfio-pci"}), config: poolsByDriver, objects: []runtime.Object{testClass}})
-	n.pub.slices.WithholdPool = func(pool string) bool { return pool == "intel.com/dpdk" }
-	n.pub.allocated = n.checkState
+	n := newTestNode(t, nodeOpts{spec: e810(simhost.VF{Index: 3, Driver: "vfio-pci"}), config: poolsByDriver, objects: []runtime.Object{testClass},
+		legacy: []string{"intel.com/dpdk"}})
 	n.rescan(t)
 	return n
 }
 
 func (n *testNode) rescan(t *testing.T) {
 	t.Helper()
-	_, err := n.pub.sync(context.Background())
+	_, err := n.pub.Sync(context.Background())
 	require.NoError(t, err)
 }
 
 // poolDevices lists the classic pool's device names after the last rescan.
 func (n *testNode) poolDevices(name string) []string {
-	_, pools := n.pub.snapshot()
+	_, pools := n.pub.Snapshot()
 	var out []string
 	for i := range pools.Pools {
 		if pools.Pools[i].Name() == name {
@@ -53,7 +52,7 @@ func (n *testNode) poolDevices(name string) []string {
 // published lists the device names in the last pool handed to the API.
 func (n *testNode) published() []string {
 	var out []string
-	for _, s := range n.pub.last.Slices {
+	for _, s := range n.pub.Desired().Slices {
 		for _, d := range s.Devices {
 			out = append(out, d.Name)
 		}
@@ -98,7 +97,7 @@ func TestPreparedDeviceWithoutRecordedPoolNotInTheShimsPool(t *testing.T) {
 	e := cp.Claims["uid-1"]
 	e.Devices[0].ClassicPool = nil
 	cp.Claims["uid-1"] = e
-	require.NoError(t, n.state.save(cp))
+	require.NoError(t, n.state.Save(cp))
 	n.rescan(t)
 	assert.Equal(t, []string{"pci-0000-3b-02-3"}, n.poolDevices("intel.com/dpdk"))
 	assert.Contains(t, n.published(), "pci-0000-3b-02-1", "a prepared device is never withheld from the slices")

@@ -35,15 +35,15 @@ func TestRecoverRollsBackHalfPrepared(t *testing.T) {
 	// A crash after the rebind but before "prepared": the entry says preparing.
 	_, err := n.h.BindDriver("0000:3b:02.3", "vfio-pci")
 	require.NoError(t, err)
-	spec := filepath.Join(n.cdiRoot, "sriov.dra.dev-net_u9.json")
-	other := filepath.Join(n.cdiRoot, "vendor.com-gpu_x.json")
+	spec := filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_u9.json")
+	other := filepath.Join(n.cfg.CDIRoot, "vendor.com-gpu_x.json")
 	writeFile(t, spec, "{}")
 	writeFile(t, other, "{}")
-	require.NoError(t, checkpoint.Save(n.state.path, checkpoint.Data{BootID: n.h.BootID(), Claims: map[string]checkpoint.Claim{
+	require.NoError(t, checkpoint.Save(n.state.Path(), checkpoint.Data{BootID: n.h.BootID(), Claims: map[string]checkpoint.Claim{
 		"u9": {Namespace: "ns", Name: "c", State: checkpoint.StatePreparing, CDISpec: spec,
 			Devices: []checkpoint.Device{{Name: "pci-0000-3b-02-3", PCIAddress: "0000:3b:02.3", OriginalDriver: "iavf", BoundDriver: "vfio-pci"}}},
 	}}))
-	require.NoError(t, n.recover(context.Background()))
+	require.NoError(t, n.claims.Recover(context.Background()))
 	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.3"))
 	assert.False(t, exists(spec))
 	assert.True(t, exists(other), "another driver's spec is left alone")
@@ -52,11 +52,11 @@ func TestRecoverRollsBackHalfPrepared(t *testing.T) {
 
 func TestStaleBootDropsClaims(t *testing.T) {
 	n := newTestNode(t, nodeOpts{spec: e810()})
-	spec := filepath.Join(n.cdiRoot, "sriov.dra.dev-net_old.json")
+	spec := filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_old.json")
 	writeFile(t, spec, "{}")
-	require.NoError(t, checkpoint.Save(n.state.path, checkpoint.Data{BootID: "an-earlier-boot", Claims: map[string]checkpoint.Claim{
+	require.NoError(t, checkpoint.Save(n.state.Path(), checkpoint.Data{BootID: "an-earlier-boot", Claims: map[string]checkpoint.Claim{
 		"old": {Name: "c", State: checkpoint.StatePrepared, CDISpec: spec}}}))
-	cp, err := n.state.load(context.Background())
+	cp, err := n.state.Load(context.Background())
 	require.NoError(t, err)
 	assert.Empty(t, cp.Claims)
 	assert.False(t, exists(spec))
@@ -68,20 +68,20 @@ func TestUnreadableCheckpointAtRuntime(t *testing.T) {
 	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
 	running := claimFor("running", "", "pci-0000-3b-02-0")
 	require.NoError(t, n.prepareOne(t, running).Err)
-	spec := filepath.Join(n.cdiRoot, "sriov.dra.dev-net_running.json")
-	require.NoError(t, os.WriteFile(n.state.path, []byte(`{"version":"v1","chec`), 0o600))
+	spec := filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_running.json")
+	require.NoError(t, os.WriteFile(n.state.Path(), []byte(`{"version":"v1","chec`), 0o600))
 
-	_, err := n.Prepare(context.Background(), []*resourceapi.ResourceClaim{claimFor("new", "", "pci-0000-3b-02-1")})
+	_, err := n.claims.Prepare(context.Background(), []*resourceapi.ResourceClaim{claimFor("new", "", "pci-0000-3b-02-1")})
 	require.ErrorIs(t, err, checkpoint.ErrUnreadable)
-	assert.ErrorContains(t, err, n.state.path)
-	_, err = n.Unprepare(context.Background(), nil)
+	assert.ErrorContains(t, err, n.state.Path())
+	_, err = n.claims.Unprepare(context.Background(), nil)
 	require.ErrorIs(t, err, checkpoint.ErrUnreadable)
 	assert.True(t, exists(spec), "no destructive decision from an unreadable state")
-	assert.False(t, n.state.healthy())
+	assert.False(t, n.state.Healthy())
 	// Whole calls that failed are counted, by reason, as claims are.
-	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues(reasonCheckpoint)), "the failed prepare call")
-	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.UnprepareErrors.WithLabelValues(reasonCheckpoint)), "the failed unprepare call")
-	assert.Equal(t, 0.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues(reasonClaim)), "no claim was tried")
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues("checkpoint")), "the failed prepare call")
+	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.UnprepareErrors.WithLabelValues("checkpoint")), "the failed unprepare call")
+	assert.Equal(t, 0.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues("claim")), "no claim was tried")
 	require.Eventually(t, func() bool {
 		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
 		return len(evs.Items) == 1 && evs.Items[0].Reason == "CheckpointUnreadable" && evs.Items[0].InvolvedObject.Name == "node"
@@ -94,16 +94,15 @@ func TestUnreadableCheckpointAtRuntime(t *testing.T) {
 func TestUnreadableCheckpointNoticedAtRescan(t *testing.T) {
 	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
 	require.NoError(t, n.prepareOne(t, claimFor("running", "", "pci-0000-3b-02-0")).Err)
-	n.pub.allocated = n.checkState // as Run wires it
-	_, err := n.pub.sync(context.Background())
+	_, err := n.pub.Sync(context.Background())
 	require.NoError(t, err)
-	require.True(t, n.state.healthy(), "a readable checkpoint")
+	require.True(t, n.state.Healthy(), "a readable checkpoint")
 	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
 
-	require.NoError(t, os.WriteFile(n.state.path, []byte(`{"version":"v1","chec`), 0o600))
-	_, err = n.pub.sync(context.Background())
+	require.NoError(t, os.WriteFile(n.state.Path(), []byte(`{"version":"v1","chec`), 0o600))
+	_, err = n.pub.Sync(context.Background())
 	require.NoError(t, err, "the rescan goes on with the devices last known held")
-	assert.False(t, n.state.healthy())
+	assert.False(t, n.state.Healthy())
 	assert.Equal(t, 0.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
 	require.Eventually(t, func() bool {
 		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
@@ -123,10 +122,10 @@ func TestRecoverUnreadableCheckpoint(t *testing.T) {
 	require.NotNil(t, first.Devices[0].Metadata)
 	before := n.checkpoint(t).Claims["running"]
 	garbage := []byte("\x00\x01 not a checkpoint")
-	require.NoError(t, os.WriteFile(n.state.path, garbage, 0o600))
+	require.NoError(t, os.WriteFile(n.state.Path(), garbage, 0o600))
 
-	require.NoError(t, n.recover(context.Background()))
-	aside, err := filepath.Glob(n.state.path + ".corrupt-*")
+	require.NoError(t, n.claims.Recover(context.Background()))
+	aside, err := filepath.Glob(n.state.Path() + ".corrupt-*")
 	require.NoError(t, err)
 	require.Len(t, aside, 1)
 	kept, err := os.ReadFile(aside[0])
@@ -161,14 +160,14 @@ func TestGarbageCollection(t *testing.T) {
 	e := cp.Claims["in-use"]
 	e.Namespace, e.Name, e.Rebuilt = "", "", true
 	cp.Claims["in-use"] = e
-	require.NoError(t, checkpoint.Save(n.state.path, cp))
+	require.NoError(t, checkpoint.Save(n.state.Path(), cp))
 
-	require.NoError(t, n.collectOnce(context.Background()))
+	require.NoError(t, n.claims.CollectGone(context.Background()))
 	cp = n.checkpoint(t)
 	assert.Equal(t, []string{"in-use"}, keys(cp.Claims))
 	assert.Equal(t, "claim-in-use", cp.Claims["in-use"].Name, "named from the API")
-	assert.False(t, exists(filepath.Join(n.cdiRoot, "sriov.dra.dev-net_gone.json")))
-	assert.True(t, exists(filepath.Join(n.cdiRoot, "sriov.dra.dev-net_in-use.json")))
+	assert.False(t, exists(filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_gone.json")))
+	assert.True(t, exists(filepath.Join(n.cfg.CDIRoot, "sriov.dra.dev-net_in-use.json")))
 }
 
 func TestGarbageCollectionWithoutAPIRemovesNothing(t *testing.T) {
@@ -177,7 +176,7 @@ func TestGarbageCollectionWithoutAPIRemovesNothing(t *testing.T) {
 	n.client.PrependReactor("get", "resourceclaims", func(clienttesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewServiceUnavailable("apiserver down")
 	})
-	require.Error(t, n.collectOnce(context.Background()))
+	require.Error(t, n.claims.CollectGone(context.Background()))
 	assert.Len(t, n.checkpoint(t).Claims, 1)
 }
 
@@ -198,7 +197,7 @@ func TestTwoInstancesShareState(t *testing.T) {
 			for k := range perInstance {
 				vf := i*perInstance + k
 				c := claimFor(fmt.Sprintf("c%d", vf), dpdkConfig, fmt.Sprintf("pci-0000-3b-%02x-%x", 2+vf/8, vf%8))
-				res, err := n.Prepare(context.Background(), []*resourceapi.ResourceClaim{c})
+				res, err := n.claims.Prepare(context.Background(), []*resourceapi.ResourceClaim{c})
 				if err == nil {
 					err = res[c.UID].Err
 				}
@@ -215,7 +214,7 @@ func TestTwoInstancesShareState(t *testing.T) {
 	}
 	wg.Go(func() {
 		for range 5 {
-			if err := fresh.recover(context.Background()); err != nil {
+			if err := fresh.claims.Recover(context.Background()); err != nil {
 				errs <- err
 			}
 		}

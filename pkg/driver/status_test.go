@@ -38,7 +38,7 @@ func TestClaimStatusWrittenWithRetries(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go n.status.run(ctx, 2)
+	go n.podnet.Run(ctx)
 	require.NoError(t, n.prepareOne(t, c).Err)
 	// The simulator names VF netdevs <pf>v<index> and gives the PF the
 	// first MAC, so VF 0 and 1 have the next two.
@@ -58,27 +58,13 @@ func TestClaimStatusRequeuedOnRepeatedPrepare(t *testing.T) {
 	c := claimFor("rq", "", "pci-0000-3b-02-2")
 	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass, c}})
 	require.NoError(t, n.prepareOne(t, c).Err)
-	n.status = newStatusWriter(n.client, testDriver) // a restart: the queue is gone
+	// A restart before the status was written: the queue is gone.
+	restarted := newTestNode(t, nodeOpts{root: n.root, objects: []runtime.Object{testClass, c}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go n.status.run(ctx, 1)
-	assert.Empty(t, claimStatusOf(t, n, c.Name))
-	require.NoError(t, n.prepareOne(t, c).Err)
-	require.Eventually(t, func() bool { return len(claimStatusOf(t, n, c.Name)) == 1 }, 10*time.Second, 10*time.Millisecond)
-	assert.Equal(t, "ens1f0v2", claimStatusOf(t, n, c.Name)[0].NetworkData.InterfaceName)
-}
-
-// TestClaimStatusDroppedForGoneClaim: a claim deleted meanwhile is not retried.
-func TestClaimStatusDroppedForGoneClaim(t *testing.T) {
-	n := newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}})
-	w := newStatusWriter(n.client, testDriver)
-	w.set("nope", claimStatus{namespace: "ns", name: "nope", devices: []resourceapi.AllocatedDeviceStatus{{Driver: testDriver, Pool: "node", Device: "x"}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.run(ctx, 1)
-	require.Eventually(t, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.wanted) == 0 && w.queue.Len() == 0
-	}, 5*time.Second, 10*time.Millisecond)
+	go restarted.podnet.Run(ctx)
+	assert.Empty(t, claimStatusOf(t, restarted, c.Name))
+	require.NoError(t, restarted.prepareOne(t, c).Err)
+	require.Eventually(t, func() bool { return len(claimStatusOf(t, restarted, c.Name)) == 1 }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, "ens1f0v2", claimStatusOf(t, restarted, c.Name)[0].NetworkData.InterfaceName)
 }

@@ -2,7 +2,7 @@
 // driver rebinds, device nodes, the classic PCIDEVICE_* environment, the CDI
 // spec, device-info files and the claim's network status — byte-compatible
 // with what sriov-network-device-plugin gave pods. It does no I/O and uses no
-// Kubernetes client: the executor (pkg/driver, pkg/deviceplugin) gathers the
+// Kubernetes client: the executor (pkg/claims, pkg/deviceplugin) gathers the
 // inputs and carries the plan out.
 package prepare
 

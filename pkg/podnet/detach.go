@@ -1,4 +1,4 @@
-package driver
+package podnet
 
 // The way back from a pod: a sandbox stopped, sandboxes gone while the
 // driver was away, and the repair of half-done attachments.
@@ -21,7 +21,7 @@ import (
 // SandboxStopped puts back the netdevs a sandbox holds. The runtime calls it
 // on stop (before the namespace goes) and again on removal: the second time
 // finds nothing to do.
-func (p *preparer) SandboxStopped(ctx context.Context, sb nriplugin.Sandbox) error {
+func (p *PodNet) SandboxStopped(ctx context.Context, sb nriplugin.Sandbox) error {
 	held := func(at *checkpoint.InPod) bool { return at.SandboxID == sb.ID }
 	if !p.mayHave(func(cp checkpoint.Data) bool { return len(inPod(cp, held)) > 0 }) {
 		return nil
@@ -31,15 +31,15 @@ func (p *preparer) SandboxStopped(ctx context.Context, sb nriplugin.Sandbox) err
 
 // mayHave reads the checkpoint without the lock and reports whether want
 // holds; an unreadable one may hold anything.
-func (p *preparer) mayHave(want func(checkpoint.Data) bool) bool {
-	cp, err := p.state.peek()
+func (p *PodNet) mayHave(want func(checkpoint.Data) bool) bool {
+	cp, err := p.state.Peek()
 	return err != nil || want(cp)
 }
 
 // SandboxesExist repairs, when the runtime (re)connects, what sandboxes
 // that are gone left behind, and what a crash in the middle of an attach
 // left half done.
-func (p *preparer) SandboxesExist(ctx context.Context, all []nriplugin.Sandbox) {
+func (p *PodNet) SandboxesExist(ctx context.Context, all []nriplugin.Sandbox) {
 	listed := make(map[string]bool, len(all))
 	for _, sb := range all {
 		listed[sb.ID] = true
@@ -48,6 +48,14 @@ func (p *preparer) SandboxesExist(ctx context.Context, all []nriplugin.Sandbox) 
 	if err := p.detachWhere(ctx, gone(listed)); err != nil {
 		klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
 	}
+}
+
+// Repair puts back, at start-up (under the lock, in cp), the netdevs of
+// sandboxes that went while no driver ran and of attachments a crash left
+// half done.
+func (p *PodNet) Repair(ctx context.Context, cp checkpoint.Data) error {
+	_, err := p.detachIn(repairing(ctx), cp, gone(nil))
+	return err
 }
 
 // repairing marks what is put back for sandboxes that went while the
@@ -68,8 +76,8 @@ func gone(listed map[string]bool) func(*checkpoint.InPod) bool {
 }
 
 // detachWhere puts back every netdev whose record matches.
-func (p *preparer) detachWhere(ctx context.Context, match func(*checkpoint.InPod) bool) error {
-	cp, unlock, err := p.lockState(ctx)
+func (p *PodNet) detachWhere(ctx context.Context, match func(*checkpoint.InPod) bool) error {
+	cp, unlock, err := p.state.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,18 +86,18 @@ func (p *preparer) detachWhere(ctx context.Context, match func(*checkpoint.InPod
 	if len(done) == 0 {
 		return err
 	}
-	return errors.Join(err, p.state.save(cp))
+	return errors.Join(err, p.state.Save(cp))
 }
 
 // detachIn puts back, in cp, every netdev whose record matches, and asks
 // for the status of their claims; it returns those it tried. Call it with
 // the lock held.
-func (p *preparer) detachIn(ctx context.Context, cp checkpoint.Data, match func(*checkpoint.InPod) bool) ([]podDevice, error) {
+func (p *PodNet) detachIn(ctx context.Context, cp checkpoint.Data, match func(*checkpoint.InPod) bool) ([]podDevice, error) {
 	done := inPod(cp, match)
 	var errs []error
 	for _, pd := range done {
 		d := &cp.Claims[pd.claim].Devices[pd.index]
-		if err := p.detachDevice(ctx, d); err != nil {
+		if err := p.Detach(ctx, d); err != nil {
 			errs = append(errs, fmt.Errorf("device %s: %w", d.Name, err))
 		}
 	}
@@ -110,11 +118,11 @@ func inPod(cp checkpoint.Data, match func(*checkpoint.InPod) bool) []podDevice {
 	return out
 }
 
-// detachDevice moves a device's netdev back to the host as it was and puts
+// Detach moves a device's netdev back to the host as it was and puts
 // back its VF settings; the record is dropped once both are done. A netdev
 // that is gone (destroyed with its namespace) leaves only the VF settings
 // to put back.
-func (p *preparer) detachDevice(ctx context.Context, d *checkpoint.Device) error {
+func (p *PodNet) Detach(ctx context.Context, d *checkpoint.Device) error {
 	at := d.InPod
 	// The PF first: a VF driver that defers to it takes the original MAC
 	// back from it.
@@ -149,7 +157,7 @@ func namespaceGone(path string) bool {
 }
 
 // setStatuses asks for the status of the claims of devs to be rewritten.
-func (p *preparer) setStatuses(cp checkpoint.Data, devs []podDevice) {
+func (p *PodNet) setStatuses(cp checkpoint.Data, devs []podDevice) {
 	seen := map[string]bool{}
 	for _, pd := range devs {
 		if seen[pd.claim] {

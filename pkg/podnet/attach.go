@@ -1,4 +1,4 @@
-package driver
+package podnet
 
 import (
 	"cmp"
@@ -17,36 +17,17 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/nriplugin"
 )
 
-// PodNetHost moves netdevs into pods and sets VFs up on their PFs;
-// *host.Host and *simhost.Host implement it.
-type PodNetHost interface {
-	HostLink(name string) (host.LinkState, error)
-	MoveLinkToPod(hostName string, p host.PodLink) (host.LinkState, error)
-	MoveLinkToHost(netNS, podName string, orig host.LinkState) error
-	PodLinkAddrs(netNS, name string) (mac string, addrs []string, err error)
-	VF(pf string, index int) (host.VFState, error)
-	SetVF(pf string, index int, c host.VFConfig) error
-}
-
-// podDevice is one netdev of a pod: where its record is in the checkpoint.
-type podDevice struct {
-	claim string // claim UID
-	index int    // in the claim's Devices
-}
-
-var _ nriplugin.Handler = (*preparer)(nil)
-
 // SandboxCreated moves the pod's netdevs (devices whose config has a
 // network section) into its sandbox's network namespace. A failure leaves
 // every one of them on the host and fails the sandbox.
-func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) error {
+func (p *PodNet) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) error {
 	// Every pod of the node comes here: most have nothing to move, and
 	// need not wait for the node lock to learn it (their claims, if any,
 	// were prepared before the sandbox was asked for).
 	if !p.mayHave(func(cp checkpoint.Data) bool { return len(podDevices(cp, sb.PodUID)) > 0 }) {
 		return nil
 	}
-	cp, unlock, err := p.lockState(ctx)
+	cp, unlock, err := p.state.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -73,7 +54,7 @@ func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) err
 				return fmt.Errorf("device %s: its netdev is in pod %s; a netdev can be in one pod only", d.Name, at.Pod)
 			}
 			// An earlier sandbox of this pod kept it: take it back first.
-			if err := p.detachDevice(ctx, d); err != nil {
+			if err := p.Detach(ctx, d); err != nil {
 				return fmt.Errorf("device %s: taking its netdev back from the pod's earlier sandbox: %w", d.Name, err)
 			}
 		}
@@ -88,7 +69,7 @@ func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) err
 		}
 		d.InPod = at
 	}
-	if err := p.state.save(cp); err != nil {
+	if err := p.state.Save(cp); err != nil {
 		return err
 	}
 	for i, pd := range todo {
@@ -101,7 +82,7 @@ func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) err
 		klog.FromContext(ctx).Info("Moved netdev into pod", "device", d.Name, "netdev", d.InPod.Host.Name, "as", d.InPod.IfName,
 			"pod", klog.KRef(sb.Namespace, sb.Name), "addresses", d.InPod.IPs)
 	}
-	if err := p.state.save(cp); err != nil {
+	if err := p.state.Save(cp); err != nil {
 		return err
 	}
 	p.setStatuses(cp, todo)
@@ -109,8 +90,8 @@ func (p *preparer) SandboxCreated(ctx context.Context, sb nriplugin.Sandbox) err
 }
 
 // intent reads what attaching will change, so that it can be put back.
-func (p *preparer) intent(d *checkpoint.Device, sb nriplugin.Sandbox, ifName string) (*checkpoint.InPod, error) {
-	dev, ok := p.inventoryDevice(d.Name)
+func (p *PodNet) intent(d *checkpoint.Device, sb nriplugin.Sandbox, ifName string) (*checkpoint.InPod, error) {
+	dev, ok := p.devices.Device(d.Name)
 	if !ok {
 		return nil, errors.New("not on the host any more")
 	}
@@ -136,7 +117,7 @@ func (p *preparer) intent(d *checkpoint.Device, sb nriplugin.Sandbox, ifName str
 }
 
 // attach sets the VF up on its PF, then moves and configures its netdev.
-func (p *preparer) attach(d *checkpoint.Device) error {
+func (p *PodNet) attach(d *checkpoint.Device) error {
 	at, n := d.InPod, d.Network
 	if at.VFRestore != nil {
 		if err := p.host.SetVF(at.PF, at.VFIndex, vfConfig(n)); err != nil {
@@ -170,7 +151,7 @@ func (p *preparer) attach(d *checkpoint.Device) error {
 // netdev whose move failed was put back by the move, and has only its VF
 // settings to put back; the others were not touched (restoring a VF's MAC
 // on the PF is not harmless: igb then pins it).
-func (p *preparer) abandon(ctx context.Context, cp checkpoint.Data, devs []podDevice, tried int, cause error) error {
+func (p *PodNet) abandon(ctx context.Context, cp checkpoint.Data, devs []podDevice, tried int, cause error) error {
 	for i, pd := range devs {
 		d := &cp.Claims[pd.claim].Devices[pd.index]
 		switch {
@@ -178,7 +159,7 @@ func (p *preparer) abandon(ctx context.Context, cp checkpoint.Data, devs []podDe
 		case i >= tried:
 			d.InPod = nil
 		case d.InPod.State == checkpoint.InPodAttached:
-			if err := p.detachDevice(ctx, d); err != nil {
+			if err := p.Detach(ctx, d); err != nil {
 				klog.FromContext(ctx).Error(err, "Putting a netdev back after a failed sandbox", "device", d.Name)
 			}
 		default:
@@ -189,13 +170,13 @@ func (p *preparer) abandon(ctx context.Context, cp checkpoint.Data, devs []podDe
 			d.InPod = nil
 		}
 	}
-	if err := p.state.save(cp); err != nil {
+	if err := p.state.Save(cp); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
 }
 
-func (p *preparer) restoreVF(at *checkpoint.InPod) error {
+func (p *PodNet) restoreVF(at *checkpoint.InPod) error {
 	if at.VFRestore == nil {
 		return nil
 	}

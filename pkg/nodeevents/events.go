@@ -1,4 +1,6 @@
-package driver
+// Package nodeevents posts Warning Events on the driver's Node, where an
+// operator looks first (`kubectl describe node`).
+package nodeevents
 
 import (
 	"context"
@@ -14,10 +16,10 @@ import (
 // eventInterval is how often the same warning is repeated as an Event.
 const eventInterval = 10 * time.Minute
 
-// nodeEvents posts Warning Events on the driver's Node, where `kubectl
+// Events posts Warning Events on the driver's Node, where `kubectl
 // describe node` shows them: what an operator must act on. The same warning
 // is posted once per interval, however often it happens.
-type nodeEvents struct {
+type Events struct {
 	client     kubernetes.Interface
 	nodeName   string
 	driverName string
@@ -26,11 +28,13 @@ type nodeEvents struct {
 	last map[string]time.Time
 }
 
-func newNodeEvents(client kubernetes.Interface, nodeName, driverName string) *nodeEvents {
-	return &nodeEvents{client: client, nodeName: nodeName, driverName: driverName, last: map[string]time.Time{}}
+// New returns the node's event poster; a nil client posts nothing.
+func New(client kubernetes.Interface, nodeName, driverName string) *Events {
+	return &Events{client: client, nodeName: nodeName, driverName: driverName, last: map[string]time.Time{}}
 }
 
-func (e *nodeEvents) warn(ctx context.Context, reason, message string) {
+// Warn posts a Warning event with the reason and message.
+func (e *Events) Warn(ctx context.Context, reason, message string) {
 	if e == nil || e.client == nil {
 		return
 	}

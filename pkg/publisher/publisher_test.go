@@ -1,4 +1,4 @@
-package driver
+package publisher
 
 import (
 	"context"
@@ -9,14 +9,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 
+	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
 	"github.com/sriov-dra/sriov-dra/pkg/metrics"
+	"github.com/sriov-dra/sriov-dra/pkg/nodeevents"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
@@ -26,7 +30,15 @@ type recorder struct {
 	calls []resourceslice.Pool
 }
 
-func (r *recorder) publish(pool resourceslice.Pool) { r.calls = append(r.calls, pool) }
+func (r *recorder) Update(pool resourceslice.Pool) { r.calls = append(r.calls, pool) }
+
+// newTestPublisher is a publisher of node "node" whose pools go to rec.
+func newTestPublisher(h discovery.Host, cfgPath, prefix string, m *metrics.Metrics, rec *recorder) *Publisher {
+	p := New(Config{Host: h, DriverName: "sriov.dra.dev", NodeName: "node", ConfigPath: cfgPath, ResourcePrefix: prefix, Metrics: m,
+		LinkDownEffect: resourceapi.DeviceTaintEffectNoSchedule})
+	p.slices = rec
+	return p
+}
 
 func resourceNames(pool resourceslice.Pool) map[string]string {
 	out := map[string]string{}
@@ -51,14 +63,14 @@ func TestPublisherSyncAndReload(t *testing.T) {
 	rec := &recorder{}
 	h, err := simhost.Open(hostDir)
 	require.NoError(t, err)
-	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish, metrics: metrics.New()}
+	p := newTestPublisher(h, cfgPath, "intel.com", metrics.New(), rec)
 
-	published, err := p.sync(ctx)
+	published, err := p.Sync(ctx)
 	require.NoError(t, err)
 	require.True(t, published)
 	assert.Equal(t, map[string]string{"pci-0000-3b-02-0": "intel.com/net", "pci-0000-3b-02-1": "intel.com/net"}, resourceNames(rec.calls[0]))
 
-	published, err = p.sync(ctx)
+	published, err = p.Sync(ctx)
 	require.NoError(t, err)
 	assert.False(t, published, "nothing changed, nothing published")
 
@@ -66,37 +78,37 @@ func TestPublisherSyncAndReload(t *testing.T) {
 	spec.PFs[0].NumVFs = 3
 	require.NoError(t, os.RemoveAll(hostDir))
 	require.NoError(t, simhost.Write(hostDir, spec))
-	published, err = p.sync(ctx)
+	published, err = p.Sync(ctx)
 	require.NoError(t, err)
 	require.True(t, published)
 	assert.Len(t, resourceNames(rec.calls[1]), 3)
 
 	// A broken config is reported; the last good one stays.
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"bad-name"}]}`), 0o644))
-	published, err = p.sync(ctx)
+	published, err = p.Sync(ctx)
 	require.ErrorContains(t, err, "keeping the last good one")
 	assert.ErrorContains(t, err, `resourceName: "bad-name"`)
 	assert.False(t, published)
 
 	// A good new config takes effect.
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"other","resourcePrefix":"acme.com"}]}`), 0o644))
-	published, err = p.sync(ctx)
+	published, err = p.Sync(ctx)
 	require.NoError(t, err)
 	require.True(t, published)
 	assert.Equal(t, "acme.com/other", resourceNames(rec.calls[2])["pci-0000-3b-02-0"])
 
 	// A config file that goes away is reported once; the last good one stays.
 	require.NoError(t, os.Remove(cfgPath))
-	_, err = p.sync(ctx)
+	_, err = p.Sync(ctx)
 	require.ErrorContains(t, err, "keeping the last good config")
-	_, err = p.sync(ctx)
+	_, err = p.Sync(ctx)
 	require.NoError(t, err, "reported once, not on every rescan")
 	assert.Len(t, rec.calls, 3)
 
 	// An unreadable host publishes nothing rather than an empty pool.
 	require.NoError(t, os.RemoveAll(filepath.Join(hostDir, "sys/bus/pci")))
 	require.NoError(t, os.WriteFile(filepath.Join(hostDir, "sys/bus/pci"), nil, 0o644))
-	published, err = p.sync(ctx)
+	published, err = p.Sync(ctx)
 	assert.Error(t, err)
 	assert.False(t, published)
 	assert.Len(t, rec.calls, 3)
@@ -106,8 +118,8 @@ func TestPublisherRejectsBadConfigAtStart(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.json")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[]}`), 0o644))
-	p := &publisher{host: host.UnderRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish, metrics: metrics.New()}
-	err := p.loadConfig(context.Background())
+	p := newTestPublisher(host.UnderRoot(dir), cfgPath, "", metrics.New(), &recorder{})
+	err := p.LoadConfig(context.Background())
 	require.ErrorContains(t, err, "resourceList: must have at least one pool")
 	assert.NotContains(t, err.Error(), "last good")
 }
@@ -118,8 +130,8 @@ func TestPublisherIgnoresUnknownConfigFields(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.json")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"net","comment":"x","selectors":{"drivers":["iavf"]}}]}`), 0o644))
-	p := &publisher{host: host.UnderRoot(dir), poolName: "node", configPath: cfgPath, publish: (&recorder{}).publish, metrics: metrics.New()}
-	require.NoError(t, p.loadConfig(context.Background()))
+	p := newTestPublisher(host.UnderRoot(dir), cfgPath, "", metrics.New(), &recorder{})
+	require.NoError(t, p.LoadConfig(context.Background()))
 	require.NotNil(t, p.config)
 	assert.Equal(t, "intel.com/net", p.config.ResourceList[0].FullName())
 }
@@ -141,19 +153,21 @@ func TestPublisherCountsWhatItPublishes(t *testing.T) {
 	h, err := simhost.Open(hostDir)
 	require.NoError(t, err)
 	m := metrics.New()
-	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: (&recorder{}).publish, metrics: m}
-	_, err = p.sync(context.Background())
+	p := newTestPublisher(h, cfgPath, "intel.com", m, &recorder{})
+	_, err = p.Sync(context.Background())
 	require.NoError(t, err)
 
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("netDevice", "intel.com/net")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("accelerator", "")))
 	assert.Equal(t, 2, testutil.CollectAndCount(m.DevicesPublished), "no other series")
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.DevicesUnhealthy), "both VFs of the down PF")
-	assert.Equal(t, uint64(1), observations(t, m.RescanDuration))
+	var rescans dto.Metric
+	require.NoError(t, m.RescanDuration.Write(&rescans))
+	assert.Equal(t, uint64(1), rescans.GetHistogram().GetSampleCount(), "one rescan timed")
 
 	// A pool that goes away leaves no stale series behind.
 	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"resourceList":[{"resourceName":"acc","deviceType":"accelerator"}]}`), 0o644))
-	_, err = p.sync(context.Background())
+	_, err = p.Sync(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("accelerator", "intel.com/acc")))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.DevicesPublished.WithLabelValues("netDevice", "")))
@@ -178,10 +192,10 @@ func TestConfigTypoWarned(t *testing.T) {
 	require.NoError(t, err)
 	client := fake.NewClientset()
 	rec := &recorder{}
-	p := &publisher{host: h, poolName: "node", configPath: cfgPath, resourcePrefix: "intel.com", publish: rec.publish, metrics: metrics.New(),
-		events: newNodeEvents(client, "node", testDriver)}
+	p := newTestPublisher(h, cfgPath, "intel.com", metrics.New(), rec)
+	p.warn = nodeevents.New(client, "node", "sriov.dra.dev")
 
-	_, err = p.sync(ctx)
+	_, err = p.Sync(ctx)
 	require.NoError(t, err, "an unknown field is no error, as in the classic plugin")
 	assert.Len(t, resourceNames(rec.calls[0]), 2, "without its driver filter the pool takes both VFs")
 	assert.Equal(t, 1.0, testutil.ToFloat64(p.metrics.ConfigWarnings))
@@ -200,12 +214,12 @@ func TestConfigTypoWarned(t *testing.T) {
 	assert.Contains(t, warnings()[0], `resourceList[0].selectors: unknown field "driver"`)
 	assert.Contains(t, warnings()[0], cfgPath)
 
-	_, err = p.sync(ctx)
+	_, err = p.Sync(ctx)
 	require.NoError(t, err)
 	assert.Len(t, warnings(), 1, "one event per config version, not per rescan")
 
 	require.NoError(t, os.WriteFile(cfgPath, []byte(strings.Replace(typo, `"driver"`, `"drivers"`, 1)), 0o644))
-	_, err = p.sync(ctx)
+	_, err = p.Sync(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 0.0, testutil.ToFloat64(p.metrics.ConfigWarnings), "the corrected config has none")
 	assert.Equal(t, map[string]string{"pci-0000-3b-02-1": "intel.com/dpdk"}, resourceNames(rec.calls[len(rec.calls)-1]))

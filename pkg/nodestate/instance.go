@@ -1,4 +1,4 @@
-package driver
+package nodestate
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // InstanceLockName is the instance lock's file in the plugin directory.
 const InstanceLockName = "instance.lock"
 
-// lockInstance takes the node's instance lock, before the daemon makes or
+// LockInstance takes the node's instance lock, before the daemon makes or
 // removes any socket or file (the lock file and its directory aside), and
 // refuses to run when another instance's lock excludes this one.
 //
@@ -44,10 +44,12 @@ const InstanceLockName = "instance.lock"
 //
 // The kernel releases a flock(2) lock when its holder dies, so a crash
 // never leaves the node locked.
-func lockInstance(ctx context.Context, cfg *Config) (unlock func(), err error) {
-	path := filepath.Join(cfg.PluginDir, InstanceLockName)
+//
+// shared is set for an instance with --pod-uid.
+func LockInstance(ctx context.Context, pluginDir string, shared bool) (unlock func(), err error) {
+	path := filepath.Join(pluginDir, InstanceLockName)
 	mode := flock.Exclusive
-	if cfg.PodUID != "" {
+	if shared {
 		mode = flock.Shared
 	}
 	unlock, err = flock.TryLock(path, mode)
@@ -91,16 +93,18 @@ func describeHolders(hs []flock.Holder) string {
 	return strings.Join(parts, "; ")
 }
 
-// sockets are the Unix sockets the DRA helper serves, made by the driver
+// Sockets are the Unix sockets the DRA helper serves, made by the driver
 // (kubeletplugin.PluginListener and RegistrarListener) so that they are
 // never made over another's and removed only while they are still the
 // driver's own, and so that /healthz can tell when one is gone.
-type sockets struct {
+type Sockets struct {
 	mu  sync.Mutex
 	lns []*unixsock.Listener
 }
 
-func (s *sockets) listen(ctx context.Context, path string) (net.Listener, error) {
+// Listen makes a socket at path (kubeletplugin.PluginListener and
+// RegistrarListener call it).
+func (s *Sockets) Listen(ctx context.Context, path string) (net.Listener, error) {
 	ln, err := unixsock.Listen(ctx, path, 0o600)
 	if err != nil {
 		return nil, err
@@ -111,9 +115,9 @@ func (s *sockets) listen(ctx context.Context, path string) (net.Listener, error)
 	return ln, nil
 }
 
-// check says which sockets are gone or were replaced: the kubelet can no
+// Check says which sockets are gone or were replaced: the kubelet can no
 // longer reach the driver through them.
-func (s *sockets) check() error {
+func (s *Sockets) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error

@@ -1,4 +1,4 @@
-package driver
+package publisher
 
 import (
 	"context"
@@ -9,9 +9,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 )
-
-// DefaultPodResourcesSocket is the kubelet's PodResources API.
-const DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
 
 // legacyInUse asks the kubelet which devices its device manager has given
 // to containers under the named extended resources: the devices pods still

@@ -1,4 +1,4 @@
-package driver
+package podnet
 
 import (
 	"context"
@@ -154,6 +154,22 @@ func hasStatus(c *resourceapi.ResourceClaim, driverName string, want []resourcea
 	}
 	return apiequality.Semantic.DeepEqual(have, want)
 }
+
+// ReportStatus asks for the status of a claim prepared earlier, when the
+// claim does not show it yet (its write was lost with a restart).
+func (p *PodNet) ReportStatus(c *resourceapi.ResourceClaim, e checkpoint.Claim) {
+	if st := statusOf(p.driverName, e); !hasStatus(c, p.driverName, st.devices) {
+		p.status.set(c.UID, st)
+	}
+}
+
+// SetStatus asks for the status of a claim just prepared.
+func (p *PodNet) SetStatus(uid types.UID, e checkpoint.Claim) {
+	p.status.set(uid, statusOf(p.driverName, e))
+}
+
+// ForgetStatus drops what was asked for a claim being unprepared.
+func (p *PodNet) ForgetStatus(uid types.UID) { p.status.forget(uid) }
 
 // statusOf is the status a prepared claim's checkpoint entry calls for.
 func statusOf(driverName string, e checkpoint.Claim) claimStatus {

@@ -1,4 +1,4 @@
-package driver
+package deviceplugin
 
 import (
 	"context"
@@ -7,35 +7,21 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
-	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/nodefiles"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
 
-// sweepFiles is sweepDevInfo under the node lock, with the prepared claims:
-// another instance (a rolling update) may be preparing.
-func (p *preparer) sweepFiles(ctx context.Context, shim *deviceplugin.Manager) error {
-	cp, unlock, err := p.lockState(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	inv, pools := p.devices.snapshot()
-	sweepDevInfo(ctx, p.devInfoDir, cp.Claims, inv, pools, shim)
-	return nil
-}
-
-// sweepDevInfo runs once at start-up, after recovery and the first
-// discovery, before any prepare or allocation is served. Every device-info
+// SweepDevInfo runs once at start-up, after recovery and the first
+// discovery, before any prepare or allocation is served; owned are the
+// files prepared claims own (the checkpoint's), shim the shim (nil: none). Every device-info
 // file about a device of this node must have an owner: a prepared claim
 // (the checkpoint), or the legacy shim while a pod holds its device (the
 // shim adopts the files of its pools' devices and lets them go with their
 // pods). The rest were left by a crash, an older release or a lost
 // checkpoint, and are removed. A file about a device this node does not
 // have is another plugin's business and stays.
-func sweepDevInfo(ctx context.Context, dir string, claims map[string]checkpoint.Claim, inv *discovery.Inventory, pools *selector.Result, shim *deviceplugin.Manager) (removed int) {
+func SweepDevInfo(ctx context.Context, dir string, owned map[string]bool, inv *discovery.Inventory, pools *selector.Result, shim *Manager) (removed int) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if !os.IsNotExist(err) {
@@ -43,19 +29,13 @@ func sweepDevInfo(ctx context.Context, dir string, claims map[string]checkpoint.
 		}
 		return 0
 	}
-	owned := map[string]bool{}
-	for _, c := range claims {
-		for _, f := range c.InfoFiles {
-			owned[f] = true
-		}
-	}
 	byID := map[string]*discovery.Device{}
 	for d := range inv.All() {
 		byID[d.ID()] = d
 	}
 	for _, ent := range entries {
 		path := filepath.Join(dir, ent.Name())
-		id, ok := deviceplugin.DeviceInfoID(ent.Name())
+		id, ok := DeviceInfoID(ent.Name())
 		dev, ours := byID[id]
 		if !ok || !ours || owned[path] {
 			continue

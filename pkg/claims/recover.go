@@ -1,4 +1,4 @@
-package driver
+package claims
 
 import (
 	"context"
@@ -9,10 +9,6 @@ import (
 	"strings"
 	"time"
 
-	resourceapi "k8s.io/api/resource/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
@@ -21,21 +17,20 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 )
 
-// recover runs at start-up, under the node lock, and needs no API: it sets
+// Recover runs at start-up, under the node lock, and needs no API: it sets
 // an unreadable checkpoint aside, rolls back claims a crash left
 // half-prepared, and adopts CDI specs of this driver that no entry owns (the
 // checkpoint was lost or deleted), so that they are cleaned up only once the
 // API says their claims are gone.
-func (p *preparer) recover(ctx context.Context) error {
-	unlock, err := p.state.lock(ctx)
+func (p *Executor) Recover(ctx context.Context) error {
+	unlock, err := p.state.Lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	cp, err := p.state.load(ctx)
+	cp, err := p.state.Load(ctx)
 	if errors.Is(err, checkpoint.ErrUnreadable) {
-		p.events.warn(ctx, "CheckpointUnreadable", err.Error()+"; kept aside, state rebuilt from the driver's files")
-		cp, err = p.state.setAside(ctx, err)
+		cp, err = p.state.SetAside(ctx, err)
 	}
 	if err != nil {
 		return err
@@ -53,10 +48,10 @@ func (p *preparer) recover(ctx context.Context) error {
 	}
 	p.sweepTemps(ctx, time.Now())
 	p.adoptSpecs(ctx, &cp)
-	if _, err := p.detachIn(repairing(ctx), cp, gone(nil)); err != nil {
+	if err := p.podnet.Repair(ctx, cp); err != nil {
 		klog.FromContext(ctx).Error(err, "Repairing netdevs of sandboxes that are gone")
 	}
-	return p.state.save(cp)
+	return p.state.Save(cp)
 }
 
 // staleTempAge is how old a temporary file in the CDI directory must be
@@ -69,7 +64,7 @@ const staleTempAge = time.Minute
 // plugin helper's device metadata files'. They are never renamed into
 // place and nothing else removes them. An instance that runs alone (no
 // --pod-uid) removes them all; beside another instance only the stale ones.
-func (p *preparer) sweepTemps(ctx context.Context, now time.Time) {
+func (p *Executor) sweepTemps(ctx context.Context, now time.Time) {
 	patterns := []string{
 		"." + prepare.SpecFilePrefix(prepare.CDIKind(p.driverName)) + "*.tmp", // pkg/atomicfile
 		"." + p.driverName + "_metadata_*.tmp",                                // the kubeletplugin helper
@@ -92,7 +87,7 @@ func (p *preparer) sweepTemps(ctx context.Context, now time.Time) {
 // adoptSpecs adds a rebuilt "prepared" entry for every CDI spec of this
 // driver that no entry owns. The spec names its claim (the file name) and
 // its devices; the device-info files name the devices.
-func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
+func (p *Executor) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
 	owned := map[string]bool{}
 	for _, e := range cp.Claims {
 		owned[e.CDISpec] = true
@@ -124,18 +119,18 @@ func (p *preparer) adoptSpecs(ctx context.Context, cp *checkpoint.Data) {
 
 // inventoryNow is the last discovery, or a new one when there is none yet;
 // nil when that fails (logged).
-func (p *preparer) inventoryNow(ctx context.Context) *discovery.Inventory {
-	if inv, _ := p.devices.snapshot(); inv != nil {
+func (p *Executor) inventoryNow(ctx context.Context) *discovery.Inventory {
+	if inv, _ := p.devices.Snapshot(); inv != nil {
 		return inv
 	}
-	inv, err := p.devices.rediscover(ctx)
+	inv, err := p.devices.Rediscover(ctx)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Discovery for adopting CDI specs failed; their device-info files stay until the start-up sweep")
 	}
 	return inv
 }
 
-func (p *preparer) rebuildEntry(specPath, uid string, inv *discovery.Inventory) (checkpoint.Claim, error) {
+func (p *Executor) rebuildEntry(specPath, uid string, inv *discovery.Inventory) (checkpoint.Claim, error) {
 	b, err := os.ReadFile(specPath)
 	if err != nil {
 		return checkpoint.Claim{}, err
@@ -159,102 +154,4 @@ func (p *preparer) rebuildEntry(specPath, uid string, inv *discovery.Inventory) 
 		e.Devices = append(e.Devices, dev)
 	}
 	return e, nil
-}
-
-// collectGarbage unprepares claims the API says are gone (deleted, or no
-// longer reserved for any pod), which happens when pods went away while no
-// driver ran. It retries until the API answers; without an answer nothing is
-// removed.
-func (p *preparer) collectGarbage(ctx context.Context) {
-	logger := klog.FromContext(ctx)
-	_ = wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Cap: time.Minute, Steps: 1 << 30},
-		func(ctx context.Context) (bool, error) {
-			if err := p.collectOnce(ctx); err != nil {
-				logger.Info("Cannot check prepared claims against the API yet; keeping them", "err", err)
-				return false, nil
-			}
-			return true, nil
-		})
-}
-
-func (p *preparer) collectOnce(ctx context.Context) error {
-	cp, unlock, err := p.lockState(ctx)
-	if err != nil {
-		return err
-	}
-	unlock() // the API is asked without holding up prepares
-	gone, named, err := p.goneClaims(ctx, cp)
-	if err != nil || (len(gone) == 0 && len(named) == 0) {
-		return err
-	}
-	if cp, unlock, err = p.lockState(ctx); err != nil {
-		return err
-	}
-	defer unlock()
-	for uid, ref := range named {
-		if e, ok := cp.Claims[uid]; ok {
-			e.Namespace, e.Name = ref.Namespace, ref.Name
-			cp.Claims[uid] = e
-		}
-	}
-	for uid := range gone {
-		e, ok := cp.Claims[uid]
-		if !ok || e.State != checkpoint.StatePrepared {
-			continue
-		}
-		klog.FromContext(ctx).Info("Unpreparing a claim that is gone", "claim", klog.KRef(e.Namespace, e.Name), "uid", uid, "rebuilt", e.Rebuilt)
-		if err := p.rollback(ctx, e); err != nil {
-			p.logRollback(ctx, e, err)
-			continue
-		}
-		delete(cp.Claims, uid)
-	}
-	return p.state.save(cp)
-}
-
-// goneClaims asks the API about each prepared claim. It returns the UIDs of
-// claims that are gone and the names of rebuilt entries it found. Any error
-// means no verdict at all.
-func (p *preparer) goneClaims(ctx context.Context, cp checkpoint.Data) (gone map[string]bool, named map[string]metav1.ObjectMeta, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	gone, named = map[string]bool{}, map[string]metav1.ObjectMeta{}
-	var all map[string]*resourceapi.ResourceClaim // by UID, listed once if needed
-	for uid, e := range cp.Claims {
-		var c *resourceapi.ResourceClaim
-		if e.Name == "" {
-			if all == nil {
-				if all, err = p.listClaims(ctx); err != nil {
-					return nil, nil, err
-				}
-			}
-			if c = all[uid]; c != nil {
-				named[uid] = c.ObjectMeta
-			}
-		} else {
-			c, err = p.lookups.client.ResourceV1().ResourceClaims(e.Namespace).Get(ctx, e.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				c, err = nil, nil
-			}
-			if err != nil {
-				return nil, nil, err
-			}
-		}
-		if c == nil || string(c.UID) != uid || len(c.Status.ReservedFor) == 0 {
-			gone[uid] = true
-		}
-	}
-	return gone, named, nil
-}
-
-func (p *preparer) listClaims(ctx context.Context) (map[string]*resourceapi.ResourceClaim, error) {
-	list, err := p.lookups.client.ResourceV1().ResourceClaims("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]*resourceapi.ResourceClaim, len(list.Items))
-	for i := range list.Items {
-		out[string(list.Items[i].UID)] = &list.Items[i]
-	}
-	return out, nil
 }

@@ -1,4 +1,4 @@
-package driver
+package claims
 
 import (
 	"context"
@@ -18,65 +18,14 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
-	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/nodefiles"
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
-	"github.com/sriov-dra/sriov-dra/pkg/selector"
 )
-
-// PrepareHost is what preparing needs from the OS besides reading devices;
-// *host.Host implements it.
-type PrepareHost interface {
-	prepare.DevNodes
-	PodNetHost
-	BootID() string
-	BindDriver(pciAddress, driver string) (previous string, err error)
-}
-
-// runtimeLink tells whether the runtime's NRI delivers sandbox events.
-type runtimeLink interface {
-	Connected() bool
-}
-
-// inventorySource gives the prepare path the devices as last discovered,
-// and a fresh discovery after it changed the host.
-type inventorySource interface {
-	snapshot() (*discovery.Inventory, *selector.Result)
-	rediscover(ctx context.Context) (*discovery.Inventory, error)
-}
-
-// preparer carries out prepare plans: it owns the checkpoint, the files on
-// the node, driver rebinds and the claims' network status.
-type preparer struct {
-	driverName string
-	nodeName   string
-	cdiRoot    string
-	devInfoDir string
-	host       Host
-	// pluginDir holds the helper's metadata files (dra-device-metadata/).
-	pluginDir string
-	devices   inventorySource
-	state     *nodeState
-	lookups   *lookups
-	status    *statusWriter
-	events    *nodeEvents
-	metrics   *metrics.Metrics
-	// vanished are the prepared devices last seen gone from the host (only
-	// the rescan loop touches it).
-	vanished map[string]bool
-	// nri is set when netdevs are moved into pods (--nri).
-	nri runtimeLink
-	// allowedDrivers are the drivers a config may rebind to (--allowed-drivers).
-	allowedDrivers []string
-	// shared is set when another instance may run beside this one (a
-	// rolling update, --pod-uid).
-	shared bool
-}
 
 // Prepare prepares claims (the kubelet's NodePrepareResources). The API is
 // read first, outside the node lock; under it: record intent, bind, write
 // the files, record the result.
-func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+func (p *Executor) Prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	start := time.Now()
 	out, err := p.prepare(ctx, claims)
 	callDone(ctx, "Prepare", len(claims), start, p.metrics.PrepareDuration, p.metrics.PrepareErrors, err)
@@ -84,8 +33,8 @@ func (p *preparer) Prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 	return out, err
 }
 
-func (p *preparer) prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
-	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName, PodNetwork: p.nri != nil, AllowedDrivers: p.allowedDrivers,
+func (p *Executor) prepare(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+	in := prepare.Input{DriverName: p.driverName, PoolName: p.nodeName, PodNetwork: p.podnet.Enabled(), AllowedDrivers: p.allowedDrivers,
 		Classes: p.lookups.deviceClasses(ctx, prepare.ClassNames(claims)), Pods: p.lookups.claimPods(ctx, claims)}
 	cp, unlock, err := p.lockState(ctx)
 	if err != nil {
@@ -97,9 +46,7 @@ func (p *preparer) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		entry, ok := cp.Claims[string(c.UID)]
 		if ok && entry.State == checkpoint.StatePrepared {
 			out[c.UID] = resultFor(entry, c, p.storedMetadata)
-			if !hasStatus(c, p.driverName, statusOf(p.driverName, entry).devices) {
-				p.status.set(c.UID, statusOf(p.driverName, entry))
-			}
+			p.podnet.ReportStatus(c, entry)
 			continue
 		}
 		if ok {
@@ -123,7 +70,7 @@ func (p *preparer) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 			cp.Claims[plans[i].ID] = p.entryFor(&plans[i])
 		}
 	}
-	if err := p.state.save(cp); err != nil {
+	if err := p.state.Save(cp); err != nil {
 		return nil, failed(reasonCheckpoint, err)
 	}
 	inv, err := p.bind(ctx, plans)
@@ -150,12 +97,12 @@ func (p *preparer) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		cp.Claims[r.ID] = entry
 		out[claim.UID] = resultFor(entry, claim, p.storedMetadata)
 	}
-	if err := p.state.save(cp); err != nil {
+	if err := p.state.Save(cp); err != nil {
 		return nil, failed(reasonCheckpoint, err)
 	}
 	for uid, res := range out {
 		if res.Err == nil {
-			p.status.set(uid, statusOf(p.driverName, cp.Claims[string(uid)]))
+			p.podnet.SetStatus(uid, cp.Claims[string(uid)])
 		}
 	}
 	return out, nil
@@ -163,23 +110,23 @@ func (p *preparer) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 
 // resolve plans the claims on the last discovered devices, and once more on
 // a fresh discovery when a claim names a device the last one did not see.
-func (p *preparer) resolve(ctx context.Context, in prepare.Input) ([]prepare.ClaimPlan, error) {
+func (p *Executor) resolve(ctx context.Context, in prepare.Input) ([]prepare.ClaimPlan, error) {
 	// Read now: which NIC carries the node's traffic must not be a rescan old.
 	uplinks, err := discovery.FindUplinks(ctx, p.host)
 	if err != nil {
 		uplinks.Unresolved = append(uplinks.Unresolved, "(route table unreadable)")
 	}
 	in.Uplinks = uplinks
-	in.Inventory, in.Pools = p.devices.snapshot()
+	in.Inventory, in.Pools = p.devices.Snapshot()
 	if in.Inventory == nil {
-		if in.Inventory, err = p.devices.rediscover(ctx); err != nil {
+		if in.Inventory, err = p.devices.Rediscover(ctx); err != nil {
 			return nil, err
 		}
 	}
 	plans := prepare.Resolve(in)
 	for _, pl := range plans {
 		if errors.Is(pl.Err, prepare.ErrUnknownDevice) {
-			if in.Inventory, err = p.devices.rediscover(ctx); err != nil {
+			if in.Inventory, err = p.devices.Rediscover(ctx); err != nil {
 				return nil, err
 			}
 			plans = prepare.Resolve(in)
@@ -206,8 +153,8 @@ func logGrants(ctx context.Context, plans []prepare.ClaimPlan) {
 // needRuntime fails the plans that move a netdev into a pod while the
 // runtime's NRI is not connected: the sandbox would start without it. The
 // kubelet retries the prepare.
-func (p *preparer) needRuntime(plans []prepare.ClaimPlan) {
-	if p.nri == nil || p.nri.Connected() {
+func (p *Executor) needRuntime(plans []prepare.ClaimPlan) {
+	if !p.podnet.Enabled() || p.podnet.Connected() {
 		return
 	}
 	for i := range plans {
@@ -222,7 +169,7 @@ func (p *preparer) needRuntime(plans []prepare.ClaimPlan) {
 // bind rebinds devices as the plans ask, and returns the inventory the
 // edits are computed from: a fresh one when anything was rebound, since a
 // rebound device's netdev and vfio group changed.
-func (p *preparer) bind(ctx context.Context, plans []prepare.ClaimPlan) (*discovery.Inventory, error) {
+func (p *Executor) bind(ctx context.Context, plans []prepare.ClaimPlan) (*discovery.Inventory, error) {
 	rebound := false
 	for i := range plans {
 		for _, d := range plans[i].Devices {
@@ -240,14 +187,14 @@ func (p *preparer) bind(ctx context.Context, plans []prepare.ClaimPlan) (*discov
 		}
 	}
 	if !rebound {
-		inv, _ := p.devices.snapshot()
+		inv, _ := p.devices.Snapshot()
 		return inv, nil
 	}
-	return p.devices.rediscover(ctx)
+	return p.devices.Rediscover(ctx)
 }
 
 // entryFor is a claim's "preparing" checkpoint entry.
-func (p *preparer) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
+func (p *Executor) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
 	e := checkpoint.Claim{Namespace: pl.Claim.Namespace, Name: pl.Claim.Name, State: checkpoint.StatePreparing,
 		CDISpec: filepath.Join(p.cdiRoot, prepare.SpecFileName(prepare.CDIKind(p.driverName), pl.ID))}
 	for _, d := range pl.Devices {
@@ -266,18 +213,9 @@ func (p *preparer) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
 	return e
 }
 
-// inventoryDevice is a device as last discovered.
-func (p *preparer) inventoryDevice(name string) (discovery.Device, bool) {
-	inv, _ := p.devices.snapshot()
-	if inv == nil {
-		return discovery.Device{}, false
-	}
-	return inv.Get(name)
-}
-
 // writeFiles writes a rendered claim's CDI spec and device-info files and
 // records them, its CDI devices and its netdevs in the entry.
-func (p *preparer) writeFiles(r *prepare.Rendered, e *checkpoint.Claim) error {
+func (p *Executor) writeFiles(r *prepare.Rendered, e *checkpoint.Claim) error {
 	for i := range r.Devices {
 		e.Devices[i].CDIDeviceIDs = []string{r.CDIDeviceID(p.driverName, &r.Devices[i])}
 		e.Devices[i].Metadata = r.Devices[i].Metadata()
@@ -338,7 +276,7 @@ func resultFor(e checkpoint.Claim, c *resourceapi.ResourceClaim,
 // <plugin dir>/dra-device-metadata/<namespace>_<name>/<request>/metadata.json,
 // a JSON stream whose first object is the newest version); nil when there
 // is none.
-func (p *preparer) storedMetadata(c *resourceapi.ResourceClaim, request, device string) map[string]resourceapi.DeviceAttribute {
+func (p *Executor) storedMetadata(c *resourceapi.ResourceClaim, request, device string) map[string]resourceapi.DeviceAttribute {
 	base, _, _ := strings.Cut(request, "/")
 	f, err := os.Open(filepath.Join(p.pluginDir, "dra-device-metadata", c.Namespace+"_"+c.Name, base, "metadata.json"))
 	if err != nil {

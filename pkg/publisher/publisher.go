@@ -1,17 +1,18 @@
-package driver
+// Package publisher keeps the node's ResourceSlices true: it rediscovers
+// the host, builds the node's pool from the devices and the classic config,
+// and hands it to the slice writer only when it changed.
+package publisher
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
+	resourceapi "k8s.io/api/resource/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
@@ -21,23 +22,67 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/resourceslices"
 	"github.com/sriov-dra/sriov-dra/pkg/selector"
+	"github.com/sriov-dra/sriov-dra/pkg/slicesync"
 )
 
-// publisher turns the host's current inventory into the node's pool and
+// Warner posts a warning where an operator sees it (an Event on the Node).
+type Warner interface {
+	Warn(ctx context.Context, reason, message string)
+}
+
+// Config is what the publisher reads and where the pool goes.
+type Config struct {
+	Host       discovery.Host
+	DriverName string
+	NodeName   string
+	// ConfigPath is the classic config.json (empty: none).
+	ConfigPath     string
+	ResourcePrefix string
+	Metrics        *metrics.Metrics
+	// Warn, when set, hears of ignored config fields.
+	Warn Warner
+	// Client is the API the ResourceSlices are written to; nil: they are
+	// not published (the legacy shim alone serves the devices).
+	Client kubernetes.Interface
+	// OnSynced is called each time the API holds the desired slices, with
+	// the number of writes that took.
+	OnSynced func(ctx context.Context, writes int)
+	// WithholdPool reports the classic pools another path (the legacy
+	// shim) serves: their devices stay out of the slices.
+	WithholdPool func(pool string) bool
+	// LinkDownEffect is the effect of the taint on devices whose PF link
+	// is down.
+	LinkDownEffect resourceapi.DeviceTaintEffect
+	// PodResourcesSocket is the kubelet's PodResources API: devices pods
+	// hold through the device-plugin API stay out of the slices. Empty:
+	// not asked.
+	PodResourcesSocket string
+	// Held, when set, returns the devices prepared claims hold, given the
+	// inventory just discovered: they keep their classic pool and stay out
+	// of the shim's.
+	Held func(ctx context.Context, inv *discovery.Inventory) (map[string]selector.Allocated, error)
+}
+
+// sink takes the desired pool and writes it; it does not wait for the API.
+type sink interface {
+	Update(pool resourceslice.Pool)
+}
+
+// Publisher turns the host's current inventory into the node's pool and
 // hands it on only when it changed.
-type publisher struct {
+type Publisher struct {
 	host           discovery.Host
-	poolName       string
 	configPath     string
 	resourcePrefix string
-	// publish hands the pool on to be written; it does not wait for the API.
-	publish func(pool resourceslice.Pool)
+	// slices writes the pool (nil: not published).
+	slices  sink
+	writer  *slicesync.Writer
 	metrics *metrics.Metrics
-	// events posts warnings on the Node (nil: none are posted).
-	events *nodeEvents
+	// warn posts warnings on the Node (nil: none are posted).
+	warn Warner
 	// slices shapes the pool: classic pools another path serves (the
 	// legacy shim) left out, the taint of a device whose PF link is down.
-	slices resourceslices.PoolOptions
+	options resourceslices.PoolOptions
 	// legacyInUse, when set, returns the devices pods hold through the
 	// device-plugin API under the named classic resources: they stay out
 	// of the slices until released.
@@ -48,9 +93,7 @@ type publisher struct {
 	// has none (not asked, or the kubelet did not answer).
 	inUse      map[string]bool
 	inUseKnown bool
-	// allocated, when set, returns the devices prepared claims hold, given
-	// the inventory just discovered: they keep their classic pool and stay
-	// out of the shim's. heldLast is the last answer, kept while the
+	// allocated is Config.Held; heldLast its last answer, kept while the
 	// checkpoint cannot be read.
 	allocated func(ctx context.Context, inv *discovery.Inventory) (map[string]selector.Allocated, error)
 	heldLast  map[string]selector.Allocated
@@ -71,96 +114,65 @@ type publisher struct {
 	pools     *selector.Result
 }
 
-// snapshot returns the last discovered inventory and classic pools.
-func (p *publisher) snapshot() (*discovery.Inventory, *selector.Result) {
+// New returns the node's publisher. Call Sync once before serving: it
+// reads the config (a broken one is an error) and the host.
+func New(cfg Config) *Publisher {
+	p := &Publisher{host: cfg.Host, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix, metrics: cfg.Metrics, warn: cfg.Warn,
+		options: resourceslices.PoolOptions{WithholdPool: cfg.WithholdPool,
+			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(cfg.DriverName), Effect: cfg.LinkDownEffect}},
+		allocated: cfg.Held}
+	if cfg.Client != nil {
+		p.writer = slicesync.New(cfg.Client, cfg.DriverName, cfg.NodeName, slicesync.Options{
+			OnSynced: cfg.OnSynced,
+			OnWrite:  func(verb string) { cfg.Metrics.SliceWrites.WithLabelValues(verb).Inc() },
+		})
+		p.slices = p.writer
+	}
+	if cfg.PodResourcesSocket != "" {
+		p.legacyInUse = func(ctx context.Context, resources map[string]bool) (map[string]bool, error) {
+			return legacyInUse(ctx, cfg.PodResourcesSocket, resources)
+		}
+	}
+	return p
+}
+
+// Run writes the slices until ctx ends; without a Client it returns at once.
+func (p *Publisher) Run(ctx context.Context) {
+	if p.writer != nil {
+		p.writer.Run(ctx)
+	}
+}
+
+// Config is the classic config in force (nil: none).
+func (p *Publisher) Config() *classic.Config { return p.config }
+
+// Snapshot returns the last discovered inventory and classic pools.
+func (p *Publisher) Snapshot() (*discovery.Inventory, *selector.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inventory, p.pools
 }
 
-// legacyHeld returns the devices pods held through the device-plugin API
+// LegacyHeld returns the devices pods held through the device-plugin API
 // at the last rescan, and whether the kubelet told.
-func (p *publisher) legacyHeld() (map[string]bool, bool) {
+func (p *Publisher) LegacyHeld() (map[string]bool, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inUse, p.inUseKnown
 }
 
-// rediscover reads the host now, for a caller that just changed it.
-func (p *publisher) rediscover(ctx context.Context) (*discovery.Inventory, error) {
+// Rediscover reads the host now, for a caller that just changed it.
+func (p *Publisher) Rediscover(ctx context.Context) (*discovery.Inventory, error) {
 	return discovery.Discover(ctx, p.host)
 }
 
-// loadConfig (re)reads the classic config when its bytes changed. A bad new
-// config is reported and the last good one stays in force.
-func (p *publisher) loadConfig(ctx context.Context) error {
-	if p.configPath == "" {
-		return nil
-	}
-	data, err := os.ReadFile(p.configPath)
-	if err != nil {
-		err = fmt.Errorf("read config %s: %w", p.configPath, err)
-		if p.config != nil {
-			if err.Error() == p.configUnreadable {
-				return nil // reported already; the last good config stays
-			}
-			p.configUnreadable = err.Error()
-			return fmt.Errorf("%w; keeping the last good config", err)
-		}
-		return err
-	}
-	if p.configUnreadable != "" {
-		klog.FromContext(ctx).Info("Config file readable again", "path", p.configPath)
-		p.configUnreadable = ""
-	}
-	if p.config != nil && bytes.Equal(data, p.configBytes) {
-		return nil
-	}
-	cfg, warnings, err := classic.ParseLenient(data, p.resourcePrefix)
-	p.warnIgnored(ctx, data, warnings)
-	if err != nil {
-		if p.config != nil {
-			err = fmt.Errorf("config %s is invalid, keeping the last good one: %w", p.configPath, err)
-		} else {
-			err = fmt.Errorf("config %s: %w", p.configPath, err)
-		}
-		p.configBytes = data // report a bad file once, not on every rescan
-		return err
-	}
-	if p.config != nil {
-		klog.FromContext(ctx).Info("Classic config changed, reloaded", "path", p.configPath, "pools", len(cfg.ResourceList))
-	}
-	p.config, p.configBytes = cfg, data
-	p.metrics.ConfigWarnings.Set(float64(len(warnings)))
-	return nil
-}
-
-// warnIgnored reports the fields a config version's parse ignored. The
-// classic plugin ignores a field it does not know; so do we, but loudly:
-// it is often a misspelt one ("driver" for "drivers"), and a selector
-// field dropped widens its pool in silence. Each is logged, and the
-// version gets one Warning event on the Node.
-func (p *publisher) warnIgnored(ctx context.Context, data []byte, warnings []error) {
-	if len(warnings) == 0 {
-		return
-	}
-	fields := make([]string, len(warnings))
-	for i, w := range warnings {
-		fields[i] = w.Error()
-		klog.FromContext(ctx).Info("Warning: classic config field ignored", "path", p.configPath, "field", fields[i])
-	}
-	sum := sha256.Sum256(data)
-	p.events.warn(ctx, "ClassicConfigFieldsIgnored", fmt.Sprintf("classic config %s (sha256 %x): %d field(s) ignored, check for misspellings (an ignored selector widens its pool): %s",
-		p.configPath, sum[:6], len(fields), strings.Join(fields, "; ")))
-}
-
-// sync rediscovers the host and hands the pool on if it differs from the
+// Sync rediscovers the host and hands the pool on if it differs from the
 // last one. It reports whether it did; a config that failed to reload is
 // reported as an error even when the sync went on with the last good one.
-func (p *publisher) sync(ctx context.Context) (bool, error) {
+func (p *Publisher) Sync(ctx context.Context) (bool, error) {
 	start := time.Now()
 	defer func() { p.metrics.RescanDuration.Observe(time.Since(start).Seconds()) }()
-	cfgErr := p.loadConfig(ctx)
+	cfgErr := p.LoadConfig(ctx)
 	if cfgErr != nil && p.config == nil {
 		return false, cfgErr
 	}
@@ -169,7 +181,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		// Keep what was published: an unreadable host is not an empty one.
 		return false, errors.Join(cfgErr, fmt.Errorf("discover devices (the last published devices stay): %w", err))
 	}
-	opts := p.slices
+	opts := p.options
 	opts.InUse = p.devicesInUse(ctx)
 	opts.Allocated = p.devicesHeld(ctx, inv)
 	pool, pools, problems, err := resourceslices.DesiredPool(inv, p.config, opts)
@@ -184,7 +196,9 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	if p.last != nil && apiequality.Semantic.DeepEqual(p.last, &pool) {
 		return false, cfgErr
 	}
-	p.publish(pool)
+	if p.slices != nil {
+		p.slices.Update(pool)
+	}
 	p.last = &pool
 	klog.FromContext(ctx).Info("Devices changed; queued for publishing", "devices", inv.Len(), "slices", len(pool.Slices))
 	return true, cfgErr
@@ -194,7 +208,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 // through the device-plugin API. Without an answer nothing is held back
 // (the reason is logged once): a kubelet without the PodResources API has
 // no such pods to protect.
-func (p *publisher) devicesInUse(ctx context.Context) map[string]bool {
+func (p *Publisher) devicesInUse(ctx context.Context) map[string]bool {
 	if p.legacyInUse == nil || p.config == nil {
 		return nil
 	}
@@ -220,7 +234,7 @@ func (p *publisher) devicesInUse(ctx context.Context) map[string]bool {
 // devicesHeld returns the devices prepared claims hold. An unreadable
 // checkpoint keeps the last answer: a device is never offered to the shim
 // because its claim could not be read.
-func (p *publisher) devicesHeld(ctx context.Context, inv *discovery.Inventory) map[string]selector.Allocated {
+func (p *Publisher) devicesHeld(ctx context.Context, inv *discovery.Inventory) map[string]selector.Allocated {
 	if p.allocated == nil {
 		return nil
 	}
@@ -234,7 +248,7 @@ func (p *publisher) devicesHeld(ctx context.Context, inv *discovery.Inventory) m
 
 // count records the published devices by type and classic pool, and the
 // unhealthy ones.
-func (p *publisher) count(pool resourceslice.Pool, pools *selector.Result, inv *discovery.Inventory) {
+func (p *Publisher) count(pool resourceslice.Pool, pools *selector.Result, inv *discovery.Inventory) {
 	published := map[string]bool{}
 	for _, s := range pool.Slices {
 		for _, d := range s.Devices {
@@ -262,7 +276,7 @@ func (p *publisher) count(pool resourceslice.Pool, pools *selector.Result, inv *
 }
 
 // logProblems logs each problem when it first appears and when it is gone.
-func (p *publisher) logProblems(ctx context.Context, found []discovery.Problem, dropped []resourceslices.Problem) {
+func (p *Publisher) logProblems(ctx context.Context, found []discovery.Problem, dropped []resourceslices.Problem) {
 	logger := klog.FromContext(ctx)
 	now := make(map[string]bool, len(found)+len(dropped))
 	for _, pr := range found {
@@ -283,3 +297,16 @@ func (p *publisher) logProblems(ctx context.Context, found []discovery.Problem, 
 	}
 	p.problems = now
 }
+
+// Device is a device as last discovered.
+func (p *Publisher) Device(name string) (discovery.Device, bool) {
+	inv, _ := p.Snapshot()
+	if inv == nil {
+		return discovery.Device{}, false
+	}
+	return inv.Get(name)
+}
+
+// Desired is the pool last handed to the slice writer (nil before the
+// first).
+func (p *Publisher) Desired() *resourceslice.Pool { return p.last }
