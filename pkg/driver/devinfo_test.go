@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/sriov-dra/sriov-dra/pkg/deviceplugin"
 	"github.com/sriov-dra/sriov-dra/pkg/simhost"
 )
 
@@ -43,7 +42,8 @@ func TestAdoptedClaimsInfoFilesGo(t *testing.T) {
 // about other devices, and other files, stay.
 func TestStartupSweep(t *testing.T) {
 	// VF 3 on vfio-pci: in the dpdk pool the shim serves.
-	n := newTestNode(t, nodeOpts{spec: e810(simhost.VF{Index: 3, Driver: "vfio-pci"}), config: poolsByDriver, objects: []runtime.Object{testClass}})
+	n := newTestNode(t, nodeOpts{spec: e810(simhost.VF{Index: 3, Driver: "vfio-pci"}), config: poolsByDriver, objects: []runtime.Object{testClass},
+		legacy: []string{"intel.com/dpdk"}})
 	require.NoError(t, n.prepareOne(t, claimFor("running", namedConfig, "pci-0000-3b-02-0")).Err)
 	dir := n.cfg.DevInfoDir
 	owned := filepath.Join(dir, "intel.com-net-0000:3b:02.0-device.json")
@@ -59,12 +59,9 @@ func TestStartupSweep(t *testing.T) {
 		write("intel.com-net-0000:d8:00.1-device.json"), // not a device of this node
 		write("README"),
 	}
-	shim := deviceplugin.New(deviceplugin.Config{DriverName: testDriver, Resources: []string{"intel.com/dpdk"}, DevInfoDir: dir})
+	shim := n.shim
 
-	inv, pools := n.pub.Snapshot()
-	require.NoError(t, n.claims.SweepFiles(context.Background(), func(owned map[string]bool) {
-		deviceplugin.SweepDevInfo(context.Background(), dir, owned, inv, pools, shim)
-	}), "as Run sweeps at start-up")
+	require.NoError(t, n.sweepDevInfo(context.Background()))
 	assert.FileExists(t, owned, "its claim is prepared")
 	assert.NoFileExists(t, leftover, "no claim or pod owns it")
 	assert.FileExists(t, shimFile, "the shim decides once the kubelet says who holds it")

@@ -206,15 +206,36 @@ func newShim(cfg Config, m *metrics.Metrics) *deviceplugin.Manager {
 		OnAllocate: func(resource string) { m.LegacyAllocations.WithLabelValues(resource).Inc() }})
 }
 
-// startLegacyOnly discovers the devices and sweeps the device-info files:
-// with no claims on this path, every file is the shim's or nobody's.
+// startLegacyOnly discovers the devices and sweeps the device-info files.
 func (d *Driver) startLegacyOnly(ctx context.Context) error {
 	if _, err := d.pub.Sync(ctx); err != nil {
 		return fmt.Errorf("first discovery: %w", err)
 	}
-	inv, pools := d.pub.Snapshot()
-	deviceplugin.SweepDevInfo(ctx, d.cfg.DevInfoDir, nil, inv, pools, d.shim)
+	if err := d.sweepDevInfo(ctx); err != nil {
+		return err
+	}
+	inv, _ := d.pub.Snapshot()
 	d.health.Observe(inv)
+	return nil
+}
+
+// sweepDevInfo runs once at start-up, after recovery and the first
+// discovery: the device-info files about this node's devices that neither a
+// prepared claim nor the shim owns go (see deviceplugin.SweepDevInfo). In
+// legacy-only mode there are no claims: every file is the shim's or
+// nobody's.
+func (d *Driver) sweepDevInfo(ctx context.Context) error {
+	inv, pools := d.pub.Snapshot()
+	if d.claims == nil {
+		deviceplugin.SweepDevInfo(ctx, d.cfg.DevInfoDir, nil, inv, pools, d.shim)
+		return nil
+	}
+	err := d.claims.SweepFiles(ctx, func(owned map[string]bool) {
+		deviceplugin.SweepDevInfo(ctx, d.cfg.DevInfoDir, owned, inv, pools, d.shim)
+	})
+	if err != nil {
+		return fmt.Errorf("start-up sweep of device-info files: %w", err)
+	}
 	return nil
 }
 
@@ -230,13 +251,10 @@ func (d *Driver) startDRA(ctx context.Context) (*kubeletplugin.Helper, error) {
 	if _, err := d.pub.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("first discovery: %w", err)
 	}
-	inv, pools := d.pub.Snapshot()
-	err := d.claims.SweepFiles(ctx, func(owned map[string]bool) {
-		deviceplugin.SweepDevInfo(ctx, d.cfg.DevInfoDir, owned, inv, pools, d.shim)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start-up sweep of device-info files: %w", err)
+	if err := d.sweepDevInfo(ctx); err != nil {
+		return nil, err
 	}
+	inv, _ := d.pub.Snapshot()
 	d.health.Observe(inv)
 	// After the first discovery: a sandbox event needs the devices' netdevs.
 	go d.podnet.Run(ctx)

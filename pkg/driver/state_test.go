@@ -77,7 +77,7 @@ func TestUnreadableCheckpointAtRuntime(t *testing.T) {
 	_, err = n.claims.Unprepare(context.Background(), nil)
 	require.ErrorIs(t, err, checkpoint.ErrUnreadable)
 	assert.True(t, exists(spec), "no destructive decision from an unreadable state")
-	assert.False(t, n.state.Healthy())
+	assert.EqualError(t, n.alive(), "the checkpoint cannot be read", "/healthz fails: the kubelet restarts the daemon")
 	// Whole calls that failed are counted, by reason, as claims are.
 	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.PrepareErrors.WithLabelValues("checkpoint")), "the failed prepare call")
 	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.UnprepareErrors.WithLabelValues("checkpoint")), "the failed unprepare call")
@@ -96,13 +96,13 @@ func TestUnreadableCheckpointNoticedAtRescan(t *testing.T) {
 	require.NoError(t, n.prepareOne(t, claimFor("running", "", "pci-0000-3b-02-0")).Err)
 	_, err := n.pub.Sync(context.Background())
 	require.NoError(t, err)
-	require.True(t, n.state.Healthy(), "a readable checkpoint")
+	require.NoError(t, n.alive(), "a readable checkpoint: /healthz passes")
 	assert.Equal(t, 1.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
 
 	require.NoError(t, os.WriteFile(n.state.Path(), []byte(`{"version":"v1","chec`), 0o600))
 	_, err = n.pub.Sync(context.Background())
 	require.NoError(t, err, "the rescan goes on with the devices last known held")
-	assert.False(t, n.state.Healthy())
+	assert.EqualError(t, n.alive(), "the checkpoint cannot be read", "/healthz fails: the kubelet restarts the daemon")
 	assert.Equal(t, 0.0, testutil.ToFloat64(n.metrics.CheckpointReadable))
 	require.Eventually(t, func() bool {
 		evs, _ := n.client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
