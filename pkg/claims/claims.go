@@ -1,7 +1,8 @@
 // Package claims carries out prepare plans for the kubelet: it records
 // them in the node's checkpoint, rebinds drivers, writes CDI specs and
 // device-info files, undoes all of it on unprepare or after a crash, and
-// unprepares claims the API says are gone.
+// unprepares claims the API says are gone. Its tests run on the DRA side
+// as the daemon assembles it, in pkg/driver.
 package claims
 
 import (

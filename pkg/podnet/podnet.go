@@ -1,6 +1,7 @@
 // Package podnet moves the netdevs of prepared devices into their pods and
 // back (the runtime's NRI sandbox events), sets their VFs up on their PFs,
-// and writes the claims' network status (KEP-4817).
+// and writes the claims' network status (KEP-4817). Its tests that need
+// prepared claims run on the assembled DRA side, in pkg/driver.
 package podnet
 
 import (
