@@ -1,7 +1,7 @@
-// The package layout README.md's "Layout" section describes, checked: each
+// The package layout docs/development.md's "Layout" section describes, checked: each
 // package of the module may import only the packages of the module listed
 // for it here (and any outside the module). A new package, or a new import
-// across packages, needs a line here and in the README.
+// across packages, needs a line here and in docs/development.md.
 package pkg_test
 
 import (
@@ -81,7 +81,7 @@ func TestPackageLayout(t *testing.T) {
 			continue // this test
 		}
 		want, ok := allowed[rel]
-		if !assert.True(t, ok, "package %s is not in the layout (pkg/layout_test.go and README.md)", rel) {
+		if !assert.True(t, ok, "package %s is not in the layout (pkg/layout_test.go and docs/development.md)", rel) {
 			continue
 		}
 		seen[rel] = true
