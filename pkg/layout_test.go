@@ -46,7 +46,7 @@ var allowed = map[string][]string{
 	"pkg/nodestate":           {"pkg/checkpoint", "pkg/discovery", "pkg/flock", "pkg/nodefiles", "pkg/selector", "pkg/unixsock"},
 	"pkg/publisher":           {"api/classic/v1", "pkg/discovery", "pkg/health", "pkg/metrics", "pkg/resourceslices", "pkg/selector", "pkg/slicesync"},
 	"pkg/podnet":              {"api/netconfig/v1alpha1", "pkg/checkpoint", "pkg/discovery", "pkg/host", "pkg/metrics", "pkg/nodestate", "pkg/nriplugin"},
-	"pkg/claims":              {"pkg/checkpoint", "pkg/discovery", "pkg/host", "pkg/metrics", "pkg/nodefiles", "pkg/nodestate", "pkg/prepare", "pkg/selector"},
+	"pkg/claims":              {"api/netconfig/v1alpha1", "pkg/checkpoint", "pkg/discovery", "pkg/host", "pkg/metrics", "pkg/nodefiles", "pkg/nodestate", "pkg/prepare", "pkg/selector"},
 	"pkg/driver":              {"pkg/claims", "pkg/deviceplugin", "pkg/health", "pkg/metrics", "pkg/nodeevents", "pkg/nodestate", "pkg/podnet", "pkg/publisher"},
 	"pkg/simhost":             {"pkg/host"},
 	"pkg/simhost/simhosttest": {"pkg/simhost"},

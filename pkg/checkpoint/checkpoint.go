@@ -70,6 +70,18 @@ type Device struct {
 	// InPod is set from just before the netdev is moved into a pod until
 	// it is back on the host.
 	InPod *InPod `json:"inPod,omitempty"`
+	// VFSet is set, before the change, when the claim's network section
+	// changes the settings of a VF without a netdev to move (vfio-pci,
+	// uio) on its PF at prepare: unprepare puts them back. Added within
+	// v1: an older v1 reader ignores it.
+	VFSet *VFSet `json:"vfSet,omitempty"`
+}
+
+// VFSet locates a VF's settings changed on its PF, and what puts them back.
+type VFSet struct {
+	PF      string     `json:"pf"`
+	VFIndex int        `json:"vfIndex"`
+	Restore VFSettings `json:"restore"`
 }
 
 // Attachment states: "attaching" is written before the first change, so a
@@ -118,6 +130,10 @@ type VFSettings struct {
 	QoS      *int    `json:"qos,omitempty"`
 	Trust    *bool   `json:"trust,omitempty"`
 	SpoofChk *bool   `json:"spoofChk,omitempty"`
+	// Added within v1; an older v1 reader ignores them.
+	MinTxRate *int    `json:"minTxRate,omitempty"`
+	MaxTxRate *int    `json:"maxTxRate,omitempty"`
+	LinkState *string `json:"linkState,omitempty"`
 }
 
 // Claim is one prepared (or half-prepared) claim.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	netconfig "github.com/sriov-dra/sriov-dra/api/netconfig/v1alpha1"
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
 	"github.com/sriov-dra/sriov-dra/pkg/metrics"
@@ -47,6 +48,12 @@ type PodNetwork interface {
 	Detach(ctx context.Context, d *checkpoint.Device) error
 	// Repair puts back, in cp, what sandboxes gone meanwhile hold.
 	Repair(ctx context.Context, cp checkpoint.Data) error
+	// ReadVF returns the record that puts back what n changes on the VF's
+	// PF (nil: nothing), SetVF sets it, RestoreVF puts it back: the
+	// settings of a VF without a netdev, at prepare.
+	ReadVF(dev discovery.Device, n *netconfig.Network) (*checkpoint.VFSet, error)
+	SetVF(set *checkpoint.VFSet, n *netconfig.Network) error
+	RestoreVF(set *checkpoint.VFSet) error
 	ReportStatus(c *resourceapi.ResourceClaim, e checkpoint.Claim)
 	SetStatus(uid types.UID, e checkpoint.Claim)
 	ForgetStatus(uid types.UID)

@@ -64,10 +64,16 @@ func (p *Executor) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		return nil, failed(reasonDiscovery, err)
 	}
 	logGrants(ctx, plans)
-	// Record intent, and the drivers to restore, before touching anything.
+	// Record intent, the drivers and VF settings to restore, before
+	// touching anything.
 	for i := range plans {
-		if plans[i].Err == nil {
-			cp.Claims[plans[i].ID] = p.entryFor(&plans[i])
+		if plans[i].Err != nil {
+			continue
+		}
+		if e, err := p.entryFor(&plans[i]); err != nil {
+			plans[i].Err = err
+		} else {
+			cp.Claims[plans[i].ID] = e
 		}
 	}
 	if err := p.state.Save(cp); err != nil {
@@ -77,6 +83,7 @@ func (p *Executor) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 	if err != nil {
 		return nil, failed(reasonBind, err)
 	}
+	p.setVFs(plans, cp)
 	for i, r := range prepare.Render(p.driverName, plans, inv, p.host) {
 		entry := cp.Claims[r.ID]
 		if r.Err == nil {
@@ -193,8 +200,35 @@ func (p *Executor) bind(ctx context.Context, plans []prepare.ClaimPlan) (*discov
 	return p.devices.Rediscover(ctx)
 }
 
-// entryFor is a claim's "preparing" checkpoint entry.
-func (p *Executor) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
+// setVFs sets the VF settings of devices without a netdev (recorded by
+// entryFor) through their PFs; a PF that refuses fails the claim, and the
+// devices after it are not touched, nor put back (restoring a MAC that was
+// never changed is not harmless: igb then pins it).
+func (p *Executor) setVFs(plans []prepare.ClaimPlan, cp checkpoint.Data) {
+	for i := range plans {
+		pl := &plans[i]
+		if pl.Err != nil {
+			continue
+		}
+		devs := cp.Claims[pl.ID].Devices
+		for j, d := range pl.Devices {
+			if devs[j].VFSet == nil {
+				continue
+			}
+			if pl.Err != nil {
+				devs[j].VFSet = nil
+				continue
+			}
+			if err := p.podnet.SetVF(devs[j].VFSet, d.Options.Network); err != nil {
+				pl.Err = fmt.Errorf("device %s: %w", d.Device.Name, err)
+			}
+		}
+	}
+}
+
+// entryFor is a claim's "preparing" checkpoint entry, with the VF settings
+// to put back read from the PFs; one that cannot be read fails the claim.
+func (p *Executor) entryFor(pl *prepare.ClaimPlan) (checkpoint.Claim, error) {
 	e := checkpoint.Claim{Namespace: pl.Claim.Namespace, Name: pl.Claim.Name, State: checkpoint.StatePreparing,
 		CDISpec: filepath.Join(p.cdiRoot, prepare.SpecFileName(prepare.CDIKind(p.driverName), pl.ID))}
 	for _, d := range pl.Devices {
@@ -203,6 +237,15 @@ func (p *Executor) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
 		if driver, ok := d.Rebind(); ok {
 			cd.OriginalDriver, cd.BoundDriver = d.Device.Driver, driver
 		}
+		if d.SettingsAtPrepare() {
+			// Not moved into the pod: its settings are set now.
+			cd.Network = nil
+			set, err := p.podnet.ReadVF(d.Device, d.Options.Network)
+			if err != nil {
+				return checkpoint.Claim{}, err
+			}
+			cd.VFSet = set
+		}
 		e.Devices = append(e.Devices, cd)
 	}
 	for _, r := range pl.Claim.Status.ReservedFor {
@@ -210,7 +253,7 @@ func (p *Executor) entryFor(pl *prepare.ClaimPlan) checkpoint.Claim {
 			e.Pods = append(e.Pods, string(r.UID))
 		}
 	}
-	return e
+	return e, nil
 }
 
 // writeFiles writes a rendered claim's CDI spec and device-info files and

@@ -68,6 +68,18 @@ func (p *Executor) rollback(ctx context.Context, e checkpoint.Claim) error {
 			}
 		}
 	}
+	// The PF's settings before the driver: a VF driver bound again takes
+	// the MAC its PF gives it then.
+	for _, d := range e.Devices {
+		if d.VFSet == nil {
+			continue
+		}
+		if err := p.podnet.RestoreVF(d.VFSet); err != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", d.Name, err))
+		} else {
+			klog.FromContext(ctx).Info("Restored VF settings on the PF", "device", d.Name, "pf", d.VFSet.PF, "vf", d.VFSet.VFIndex)
+		}
+	}
 	for _, d := range e.Devices {
 		if d.BoundDriver == "" {
 			continue

@@ -242,10 +242,11 @@ func TestNetworkSectionRefused(t *testing.T) {
 		})
 	}
 	n.setRuntime(true)
-	c := claimFor("vfio", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","driver":"vfio-pci","network":{}}`, "pci-0000-3b-02-0")
+	c := claimFor("vfio", `{"apiVersion":"sriov.dra.dev/v1alpha1","kind":"NetConfig","driver":"vfio-pci","network":{"interfaceName":"net1","mtu":9000}}`, "pci-0000-3b-02-0")
 	res := n.prepareOne(t, c)
 	require.Error(t, res.Err)
-	assert.Contains(t, res.Err.Error(), `a network section needs the device's kernel netdev, and driver "vfio-pci" has none`)
+	assert.Contains(t, res.Err.Error(), `device pci-0000-3b-02-0 has no kernel netdev (driver "vfio-pci"): network.interfaceName, mtu, addresses and routes need one`)
+	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.0"), "refused before anything was touched")
 }
 
 func TestNamespaceDirectoryNotVisibleIsNotARemovedNamespace(t *testing.T) {

@@ -104,6 +104,9 @@ func (h *Host) withHostLink(name, what string, fn func(*netlink.Handle, netlink.
 	}
 	defer closeBoth(hd, ns)
 	l, err := hd.LinkByName(name)
+	if _, gone := errors.AsType[netlink.LinkNotFoundError](err); gone {
+		return fmt.Errorf("%s %s: %w", what, name, ErrLinkGone)
+	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", what, name, err)
 	}

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 )
 
 // VFConfig is a VF's administrative settings held by its PF; nil fields are
@@ -16,12 +18,22 @@ type VFConfig struct {
 	QoS      *int    `json:"qos,omitempty"`
 	Trust    *bool   `json:"trust,omitempty"`
 	SpoofChk *bool   `json:"spoofChk,omitempty"`
+	// MinTxRate and MaxTxRate are in Mbps (0: no bound); the kernel sets
+	// the two together.
+	MinTxRate *int `json:"minTxRate,omitempty"`
+	MaxTxRate *int `json:"maxTxRate,omitempty"`
+	// LinkState is auto, enable or disable.
+	LinkState *string `json:"linkState,omitempty"`
 }
 
 // Empty reports whether c sets nothing.
 func (c VFConfig) Empty() bool {
-	return c.MAC == nil && c.VLAN == nil && c.QoS == nil && c.Trust == nil && c.SpoofChk == nil
+	return c.MAC == nil && c.VLAN == nil && c.QoS == nil && c.Trust == nil && c.SpoofChk == nil &&
+		c.MinTxRate == nil && c.MaxTxRate == nil && c.LinkState == nil
 }
+
+// The kernel's VF link states (IFLA_VF_LINK_STATE_*), as ip-link(8) names them.
+var vfLinkStates = []string{"auto", "enable", "disable"}
 
 // VFState is all of a VF's settings on its PF.
 type VFState struct {
@@ -30,6 +42,19 @@ type VFState struct {
 	QoS      int    `json:"qos"`
 	Trust    bool   `json:"trust"`
 	SpoofChk bool   `json:"spoofChk"`
+	// MinTxRate and MaxTxRate: zero values are left out, so that a
+	// simulated VF's file written before they existed reads the same.
+	MinTxRate int    `json:"minTxRate,omitempty"`
+	MaxTxRate int    `json:"maxTxRate,omitempty"`
+	LinkState string `json:"linkState,omitempty"`
+}
+
+// Normalized is s with the kernel's defaults filled in (link state auto).
+func (s VFState) Normalized() VFState {
+	if s.LinkState == "" {
+		s.LinkState = "auto"
+	}
+	return s
 }
 
 // Restore is the config that puts back, from s, the settings c changes.
@@ -46,6 +71,13 @@ func (s VFState) Restore(c VFConfig) VFConfig {
 	}
 	if c.SpoofChk != nil {
 		r.SpoofChk = &s.SpoofChk
+	}
+	if c.MinTxRate != nil || c.MaxTxRate != nil {
+		r.MinTxRate, r.MaxTxRate = &s.MinTxRate, &s.MaxTxRate
+	}
+	if c.LinkState != nil {
+		ls := s.Normalized().LinkState
+		r.LinkState = &ls
 	}
 	return r
 }
@@ -67,7 +99,42 @@ func (s VFState) Apply(c VFConfig) VFState {
 	if c.SpoofChk != nil {
 		s.SpoofChk = *c.SpoofChk
 	}
+	if c.MinTxRate != nil {
+		s.MinTxRate = *c.MinTxRate
+	}
+	if c.MaxTxRate != nil {
+		s.MaxTxRate = *c.MaxTxRate
+	}
+	if c.LinkState != nil {
+		s.LinkState = *c.LinkState
+	}
 	return s
+}
+
+// Differs lists the settings c asks for that s does not show: what a PF's
+// driver took without an error and did not apply.
+func (s VFState) Differs(c VFConfig) []string {
+	want, have := s.Apply(c).Normalized(), s.Normalized()
+	var out []string
+	if c.MAC != nil && !strings.EqualFold(want.MAC, have.MAC) {
+		out = append(out, fmt.Sprintf("mac %s (the PF shows %s)", want.MAC, have.MAC))
+	}
+	if c.VLAN != nil && want.VLAN != have.VLAN || c.QoS != nil && want.QoS != have.QoS {
+		out = append(out, fmt.Sprintf("vlan %d qos %d (the PF shows %d, %d)", want.VLAN, want.QoS, have.VLAN, have.QoS))
+	}
+	if c.Trust != nil && want.Trust != have.Trust {
+		out = append(out, fmt.Sprintf("trust %t", want.Trust))
+	}
+	if c.SpoofChk != nil && want.SpoofChk != have.SpoofChk {
+		out = append(out, fmt.Sprintf("spoof check %t", want.SpoofChk))
+	}
+	if (c.MinTxRate != nil || c.MaxTxRate != nil) && (want.MinTxRate != have.MinTxRate || want.MaxTxRate != have.MaxTxRate) {
+		out = append(out, fmt.Sprintf("tx rate %d-%d Mbps (the PF shows %d-%d)", want.MinTxRate, want.MaxTxRate, have.MinTxRate, have.MaxTxRate))
+	}
+	if c.LinkState != nil && want.LinkState != have.LinkState {
+		out = append(out, fmt.Sprintf("link state %s (the PF shows %s)", want.LinkState, have.LinkState))
+	}
+	return out
 }
 
 // VF reads VF index's settings from its PF over netlink.
@@ -75,7 +142,11 @@ func (h *Host) VF(pf string, index int) (st VFState, err error) {
 	err = h.withHostLink(pf, "PF", func(_ *netlink.Handle, l netlink.Link) error {
 		for _, v := range l.Attrs().Vfs {
 			if v.ID == index {
-				st = VFState{MAC: v.Mac.String(), VLAN: v.Vlan, QoS: v.Qos, Trust: v.Trust != 0, SpoofChk: v.Spoofchk}
+				st = VFState{MAC: v.Mac.String(), VLAN: v.Vlan, QoS: v.Qos, Trust: v.Trust != 0, SpoofChk: v.Spoofchk,
+					MinTxRate: int(v.MinTxRate), MaxTxRate: int(v.MaxTxRate), LinkState: "auto"}
+				if int(v.LinkState) < len(vfLinkStates) {
+					st.LinkState = vfLinkStates[v.LinkState]
+				}
 				return nil
 			}
 		}
@@ -119,6 +190,36 @@ func setVF(hd *netlink.Handle, l netlink.Link, index int, c VFConfig) error {
 	}
 	if c.SpoofChk != nil {
 		errs = append(errs, step(fmt.Sprintf("set VF %d spoof check %t on %s", index, *c.SpoofChk, pf), hd.LinkSetVfSpoofchk(l, index, *c.SpoofChk)))
+	}
+	if c.MinTxRate != nil || c.MaxTxRate != nil {
+		// The kernel sets both: the one not asked for stays as it is.
+		lo, hi := 0, 0
+		for _, v := range l.Attrs().Vfs {
+			if v.ID == index {
+				lo, hi = int(v.MinTxRate), int(v.MaxTxRate)
+			}
+		}
+		if c.MinTxRate != nil {
+			lo = *c.MinTxRate
+		}
+		if c.MaxTxRate != nil {
+			hi = *c.MaxTxRate
+		}
+		errs = append(errs, step(fmt.Sprintf("set VF %d tx rate %d-%d Mbps on %s", index, lo, hi, pf), hd.LinkSetVfRate(l, index, lo, hi)))
+	}
+	if c.LinkState != nil {
+		var err error
+		switch *c.LinkState {
+		case "auto":
+			err = hd.LinkSetVfState(l, index, nl.IFLA_VF_LINK_STATE_AUTO)
+		case "enable":
+			err = hd.LinkSetVfState(l, index, nl.IFLA_VF_LINK_STATE_ENABLE)
+		case "disable":
+			err = hd.LinkSetVfState(l, index, nl.IFLA_VF_LINK_STATE_DISABLE)
+		default:
+			err = fmt.Errorf("%q is not one of %s", *c.LinkState, strings.Join(vfLinkStates, ", "))
+		}
+		errs = append(errs, step(fmt.Sprintf("set VF %d link state %s on %s", index, *c.LinkState, pf), err))
 	}
 	return errors.Join(errs...)
 }

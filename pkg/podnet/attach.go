@@ -248,6 +248,11 @@ func vfConfig(n *netconfig.Network) host.VFConfig {
 	if c.QoS != nil && c.VLAN == nil {
 		c.QoS = nil
 	}
+	c.MinTxRate, c.MaxTxRate = n.MinTxRate, n.MaxTxRate
+	if n.LinkState != "" {
+		ls := n.LinkState
+		c.LinkState = &ls
+	}
 	return c
 }
 
@@ -292,9 +297,11 @@ func hostLink(l checkpoint.Link) host.LinkState {
 }
 
 func vfRecord(c host.VFConfig) checkpoint.VFSettings {
-	return checkpoint.VFSettings{MAC: c.MAC, VLAN: c.VLAN, QoS: c.QoS, Trust: c.Trust, SpoofChk: c.SpoofChk}
+	return checkpoint.VFSettings{MAC: c.MAC, VLAN: c.VLAN, QoS: c.QoS, Trust: c.Trust, SpoofChk: c.SpoofChk,
+		MinTxRate: c.MinTxRate, MaxTxRate: c.MaxTxRate, LinkState: c.LinkState}
 }
 
 func hostVF(c checkpoint.VFSettings) host.VFConfig {
-	return host.VFConfig{MAC: c.MAC, VLAN: c.VLAN, QoS: c.QoS, Trust: c.Trust, SpoofChk: c.SpoofChk}
+	return host.VFConfig{MAC: c.MAC, VLAN: c.VLAN, QoS: c.QoS, Trust: c.Trust, SpoofChk: c.SpoofChk,
+		MinTxRate: c.MinTxRate, MaxTxRate: c.MaxTxRate, LinkState: c.LinkState}
 }

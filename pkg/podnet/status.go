@@ -175,8 +175,8 @@ func (p *PodNet) ForgetStatus(uid types.UID) { p.status.forget(uid) }
 func statusOf(driverName string, e checkpoint.Claim) claimStatus {
 	st := claimStatus{namespace: e.Namespace, name: e.Name}
 	for _, d := range e.Devices {
-		if d.InterfaceName == "" {
-			continue
+		if d.InterfaceName == "" && d.HardwareAddress == "" {
+			continue // no netdev, and no MAC set on its PF
 		}
 		nd := &resourceapi.NetworkDeviceData{InterfaceName: d.InterfaceName, HardwareAddress: d.HardwareAddress}
 		if at := d.InPod; at != nil && at.State == checkpoint.InPodAttached {

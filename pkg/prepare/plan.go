@@ -65,6 +65,14 @@ type DevicePlan struct {
 	Granted []string
 }
 
+// SettingsAtPrepare reports whether the device's network section is VF
+// settings applied through its PF at prepare: the device has no kernel
+// netdev to move into the pod (it is, or is rebound to, vfio-pci or uio).
+func (d *DevicePlan) SettingsAtPrepare() bool {
+	_, rebound := d.Rebind()
+	return d.Options.Network != nil && (rebound || d.Device.IfName == "")
+}
+
 // Rebind reports the driver the device must be bound to for the
 // allocation, if any.
 func (d *DevicePlan) Rebind() (string, bool) {
@@ -188,24 +196,32 @@ func (in *Input) checkRebind(dp *DevicePlan) error {
 }
 
 // checkNetwork refuses a network section the device cannot take: the
-// netdev is moved into the pod only by the NRI path, only a kernel netdev
-// can be moved, and VF settings live on a PF.
+// netdev is moved into the pod only by the NRI path, and only a kernel
+// netdev can be moved; VF settings live on a PF, and are all a VF without
+// a netdev (vfio-pci, uio) can take, at prepare.
 func (in *Input) checkNetwork(dp *DevicePlan) error {
 	n, d := dp.Options.Network, &dp.Device
 	if n == nil {
 		return nil
 	}
+	vfOnly := n.VLAN != nil || n.VLANQoS != nil || n.Trust != nil || n.SpoofChk != nil || n.MinTxRate != nil || n.MaxTxRate != nil || n.LinkState != ""
+	driver := d.Driver
+	if to, ok := dp.Rebind(); ok {
+		driver = to
+	}
 	switch {
-	case !in.PodNetwork:
-		return fmt.Errorf("device %s: config has a network section, but this driver does not move netdevs into pods (start it with --nri)", d.Name)
-	case dp.Options.Driver != "" && dp.Options.Driver != d.Driver:
-		return fmt.Errorf("device %s: a network section needs the device's kernel netdev, and driver %q has none", d.Name, dp.Options.Driver)
 	case d.VDPAType != "":
 		return fmt.Errorf("device %s: a network section does not apply to a vDPA device", d.Name)
-	case d.IfName == "":
-		return fmt.Errorf("device %s: a network section needs a kernel netdev, and the device has none (driver %q)", d.Name, d.Driver)
-	case d.FunctionType != discovery.FunctionVF && (n.VLAN != nil || n.VLANQoS != nil || n.Trust != nil || n.SpoofChk != nil):
-		return fmt.Errorf("device %s: network.vlan, vlanQoS, trust and spoofChk are VF settings held by a PF, and this device is a %s", d.Name, d.FunctionType)
+	case dp.SettingsAtPrepare() && d.FunctionType != discovery.FunctionVF:
+		return fmt.Errorf("device %s: on a device without a kernel netdev (driver %q) a network section sets VF settings on the PF, and this device is a %s", d.Name, driver, d.FunctionType)
+	case dp.SettingsAtPrepare() && !n.VFSettingsOnly():
+		return fmt.Errorf("device %s has no kernel netdev (driver %q): network.interfaceName, mtu, addresses and routes need one; only the VF settings its PF holds apply (mac, vlan, vlanQoS, trust, spoofChk, minTxRate, maxTxRate, linkState)", d.Name, driver)
+	case dp.SettingsAtPrepare():
+		return nil
+	case !in.PodNetwork:
+		return fmt.Errorf("device %s: config has a network section, but this driver does not move netdevs into pods (start it with --nri)", d.Name)
+	case d.FunctionType != discovery.FunctionVF && vfOnly:
+		return fmt.Errorf("device %s: network.vlan, vlanQoS, trust, spoofChk, minTxRate, maxTxRate and linkState are VF settings held by a PF, and this device is a %s", d.Name, d.FunctionType)
 	}
 	return nil
 }

@@ -39,6 +39,17 @@ func (d *RenderedDevice) Metadata() map[string]resourceapi.DeviceAttribute {
 	if name := d.Options.ResourceName; name != "" {
 		out[MetadataResourceName] = resourceapi.DeviceAttribute{StringValue: &name}
 	}
+	if n := d.Options.Network; d.SettingsAtPrepare() {
+		// A VF without a netdev: what its PF was told, for the DPDK
+		// application or the VM that programs it.
+		if mac := n.NormalizedMAC(); mac != "" {
+			out[MetadataMAC] = resourceapi.DeviceAttribute{StringValue: &mac}
+		}
+		if n.VLAN != nil {
+			vlan := int64(*n.VLAN)
+			out[MetadataVLAN] = resourceapi.DeviceAttribute{IntValue: &vlan}
+		}
+	}
 	return out
 }
 
@@ -48,6 +59,10 @@ func (d *RenderedDevice) Metadata() map[string]resourceapi.DeviceAttribute {
 const (
 	MetadataDeviceID     = "k8s.cni.cncf.io/deviceID"
 	MetadataResourceName = "resourceName"
+	// MetadataMAC and MetadataVLAN are set on a VF without a netdev whose
+	// network section set them on its PF.
+	MetadataMAC  = "mac"
+	MetadataVLAN = "vlan"
 )
 
 // Rendered is what a prepared claim (or device-plugin allocation) leaves on
@@ -162,10 +177,17 @@ func (r *Rendered) finish(driverName string) {
 			}
 			r.InfoFiles = append(r.InfoFiles, File{Name: DeviceInfoFileName(d.Options.ResourceName, d.Device.ID()), Data: data})
 		}
-		if d.Device.IfName != "" && d.Device.Driver != "vfio-pci" {
+		switch mac := d.Options.Network.NormalizedMAC(); {
+		case d.Device.IfName != "" && d.Device.Driver != "vfio-pci":
 			r.Status = append(r.Status, resourceapi.AllocatedDeviceStatus{
 				Driver: driverName, Pool: d.Pool, Device: d.Device.Name,
 				NetworkData: &resourceapi.NetworkDeviceData{InterfaceName: d.Device.IfName, HardwareAddress: d.Device.HardwareAddress},
+			})
+		case d.SettingsAtPrepare() && mac != "":
+			// No netdev: the MAC its PF gives it is what the workload sees.
+			r.Status = append(r.Status, resourceapi.AllocatedDeviceStatus{
+				Driver: driverName, Pool: d.Pool, Device: d.Device.Name,
+				NetworkData: &resourceapi.NetworkDeviceData{HardwareAddress: mac},
 			})
 		}
 	}

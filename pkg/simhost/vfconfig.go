@@ -24,7 +24,7 @@ func (h *Host) VFStatePath(pf string, index int) string {
 // VF reads a simulated VF's settings.
 func (h *Host) VF(pf string, index int) (host.VFState, error) {
 	if !h.SysExists(filepath.Join("class/net", pf)) {
-		return host.VFState{}, fmt.Errorf("PF %s: no such netdev", pf)
+		return host.VFState{}, fmt.Errorf("PF %s: %w", pf, host.ErrLinkGone)
 	}
 	s := host.VFState{MAC: "00:00:00:00:00:00", SpoofChk: true}
 	b, err := os.ReadFile(h.VFStatePath(pf, index))

@@ -13,9 +13,9 @@ import (
 // out here by hand, so that a new field, or one moved across, shows up.
 func TestClassOnlyFields(t *testing.T) {
 	assert.Equal(t, []string{"needVhostNet", "driver", "network.vlan", "network.vlanQoS", "network.mtu",
-		"network.trust", "network.spoofChk", "claimMaySet"}, v1alpha1.ClassOnlyFields())
+		"network.trust", "network.spoofChk", "network.minTxRate", "network.maxTxRate", "network.linkState", "claimMaySet"}, v1alpha1.ClassOnlyFields())
 	assert.Equal(t, []string{"needVhostNet", "driver", "network.vlan", "network.vlanQoS", "network.mtu",
-		"network.trust", "network.spoofChk"}, v1alpha1.GrantableFields())
+		"network.trust", "network.spoofChk", "network.minTxRate", "network.maxTxRate", "network.linkState"}, v1alpha1.GrantableFields())
 }
 
 func TestSetFields(t *testing.T) {
@@ -27,7 +27,7 @@ func TestSetFields(t *testing.T) {
 		{"zero is set", `,"network":{"vlan":0,"mtu":1500}`},
 		{"every field", `,"resourceName":"a/b","needVhostNet":true,"rdma":true,"additionalInfo":{"k":"v"},"driver":"vfio-pci",
 			"network":{"interfaceName":"n","mac":"02:00:00:00:00:01","vlan":1,"vlanQoS":1,"mtu":1500,"trust":true,"spoofChk":true,
-			"addresses":["10.0.0.1/24"],"routes":[{"destination":"10.1.0.0/16"}]},"claimMaySet":["driver"]`},
+			"minTxRate":0,"maxTxRate":100,"linkState":"enable","addresses":["10.0.0.1/24"],"routes":[{"destination":"10.1.0.0/16"}]},"claimMaySet":["driver"]`},
 	}
 	// apiVersion and kind are always set.
 	want := map[string][]string{
@@ -37,7 +37,7 @@ func TestSetFields(t *testing.T) {
 		"false is set":            {"apiVersion", "kind", "needVhostNet", "rdma"},
 		"zero is set":             {"apiVersion", "kind", "network.vlan", "network.mtu"},
 		"every field": {"apiVersion", "kind", "resourceName", "needVhostNet", "rdma", "additionalInfo", "driver", "network.interfaceName", "network.mac",
-			"network.vlan", "network.vlanQoS", "network.mtu", "network.trust", "network.spoofChk", "network.addresses", "network.routes", "claimMaySet"},
+			"network.vlan", "network.vlanQoS", "network.mtu", "network.trust", "network.spoofChk", "network.minTxRate", "network.maxTxRate", "network.linkState", "network.addresses", "network.routes", "claimMaySet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,7 +88,7 @@ func TestCheckClaim(t *testing.T) {
 
 func TestGrantsValidated(t *testing.T) {
 	for _, tc := range []struct{ json, want string }{
-		{`["network.vlna"]`, `claimMaySet[0]: "network.vlna" is not a field a class can grant (one of needVhostNet, driver, network.vlan, network.vlanQoS, network.mtu, network.trust, network.spoofChk)`},
+		{`["network.vlna"]`, `claimMaySet[0]: "network.vlna" is not a field a class can grant (one of needVhostNet, driver, network.vlan, network.vlanQoS, network.mtu, network.trust, network.spoofChk, network.minTxRate, network.maxTxRate, network.linkState)`},
 		{`["driver","claimMaySet"]`, `claimMaySet[1]: "claimMaySet" is not a field a class can grant`},
 		{`["network.mac"]`, `claimMaySet[0]: "network.mac" is not a field a class can grant`},
 		{`["driver","driver"]`, `claimMaySet[1]: "driver" is listed twice`},

@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
-// Network asks for the device's netdev to be moved into the pod's network
+// Network configures the device's network. On a device with a kernel
+// netdev it asks for the netdev to be moved into the pod's network
 // namespace and configured there (the driver's --nri mode): the path that
-// needs no Multus. A config without it leaves the netdev on the host for a
-// CNI to take, as the classic plugin did. Only kernel netdevs take part:
-// vfio-pci, uio and vDPA devices have none to move.
+// needs no Multus; a config without it leaves the netdev on the host for a
+// CNI to take, as the classic plugin did. On a VF without a netdev
+// (vfio-pci, uio: a DPDK pod, a VM) only the VF settings its PF holds apply
+// (mac, vlan, vlanQoS, trust, spoofChk, minTxRate, maxTxRate, linkState),
+// set when the claim is prepared and put back when it is unprepared.
 type Network struct {
 	// InterfaceName is the netdev's name in the pod; default net1, net2, ...
 	// in the order of the pod's devices.
@@ -27,6 +31,13 @@ type Network struct {
 	// Trust and SpoofChk are the VF's trust and spoof-check settings on its PF.
 	Trust    *bool `json:"trust,omitempty"`
 	SpoofChk *bool `json:"spoofChk,omitempty"`
+	// MinTxRate and MaxTxRate bound the VF's transmit rate in Mbps, set on
+	// its PF (0: no bound).
+	MinTxRate *int `json:"minTxRate,omitempty"`
+	MaxTxRate *int `json:"maxTxRate,omitempty"`
+	// LinkState is the VF's link as its PF reports it to the VF: auto
+	// (follows the PF's), enable or disable.
+	LinkState string `json:"linkState,omitempty"`
 	// Addresses are static addresses with their prefix length ("10.1.0.5/24").
 	Addresses []string `json:"addresses,omitempty"`
 	// Routes are added in the pod through this interface.
@@ -39,6 +50,15 @@ type Route struct {
 	Destination string `json:"destination"`
 	// Gateway is the next hop; empty routes the prefix onto the link.
 	Gateway string `json:"gateway,omitempty"`
+}
+
+// LinkStates are the values of linkState, as ip-link(8) names them.
+var LinkStates = []string{"auto", "enable", "disable"}
+
+// VFSettingsOnly reports whether n sets nothing but VF settings held by the
+// PF: what a VF without a netdev can take.
+func (n *Network) VFSettingsOnly() bool {
+	return n.InterfaceName == "" && n.MTU == nil && n.Addresses == nil && n.Routes == nil
 }
 
 // Limits of the values the kernel takes.
@@ -75,6 +95,17 @@ func (n *Network) Validate(prefix string) error {
 	}
 	if n.VLANQoS != nil && *n.VLANQoS != 0 && (n.VLAN == nil || *n.VLAN == 0) {
 		bad("vlanQoS", "%d needs a vlan", *n.VLANQoS)
+	}
+	for field, v := range map[string]*int{"minTxRate": n.MinTxRate, "maxTxRate": n.MaxTxRate} {
+		if v != nil && *v < 0 {
+			bad(field, "%d is negative (Mbps; 0 is no bound)", *v)
+		}
+	}
+	if n.MinTxRate != nil && n.MaxTxRate != nil && *n.MaxTxRate > 0 && *n.MinTxRate > *n.MaxTxRate {
+		bad("minTxRate", "%d is above maxTxRate %d", *n.MinTxRate, *n.MaxTxRate)
+	}
+	if n.LinkState != "" && !slices.Contains(LinkStates, n.LinkState) {
+		bad("linkState", "%q is not one of %s", n.LinkState, strings.Join(LinkStates, ", "))
 	}
 	if n.MTU != nil && (*n.MTU < minMTU || *n.MTU > maxMTU) {
 		bad("mtu", "%d is out of range (%d-%d)", *n.MTU, minMTU, maxMTU)
@@ -153,6 +184,11 @@ func (n *Network) merge(later *Network) *Network {
 	setIf(&out.MTU, later.MTU)
 	setIf(&out.Trust, later.Trust)
 	setIf(&out.SpoofChk, later.SpoofChk)
+	setIf(&out.MinTxRate, later.MinTxRate)
+	setIf(&out.MaxTxRate, later.MaxTxRate)
+	if later.LinkState != "" {
+		out.LinkState = later.LinkState
+	}
 	if later.Addresses != nil {
 		out.Addresses = later.Addresses
 	}

@@ -26,6 +26,18 @@ func TestDecodeNetwork(t *testing.T) {
 	assert.False(t, *n.SpoofChk)
 	assert.Equal(t, []string{"10.1.0.5/24", "fd00::5/64"}, n.Addresses)
 	assert.Equal(t, []v1alpha1.Route{{Destination: "10.2.0.0/16", Gateway: "10.1.0.1"}, {Destination: "fd01::/64"}}, n.Routes)
+	assert.False(t, n.VFSettingsOnly(), "an interface name, MTU, addresses and routes are the netdev's")
+
+	c, err = v1alpha1.Decode([]byte(header + `"network":{"mac":"02:00:00:00:00:09","vlan":7,"minTxRate":0,"maxTxRate":500,"linkState":"disable"}}`))
+	require.NoError(t, err)
+	n = c.Network
+	assert.Equal(t, 0, *n.MinTxRate)
+	assert.Equal(t, 500, *n.MaxTxRate)
+	assert.Equal(t, "disable", n.LinkState)
+	assert.True(t, n.VFSettingsOnly(), "all held by the PF: a VF without a netdev can take them")
+	c, err = v1alpha1.Decode([]byte(header + `"network":{"minTxRate":100,"maxTxRate":0}}`))
+	require.NoError(t, err, "a minimum without a maximum bound")
+	assert.Equal(t, 100, *c.Network.MinTxRate)
 }
 
 func TestDecodeNetworkErrors(t *testing.T) {
@@ -46,6 +58,10 @@ func TestDecodeNetworkErrors(t *testing.T) {
 		{"route gateway", `{"routes":[{"destination":"10.2.0.0/16","gateway":"x"}]}`, `network.routes[0].gateway: "x" is not an IP address`},
 		{"route family", `{"routes":[{"destination":"10.2.0.0/16","gateway":"fd00::1"}]}`, `network.routes[0].gateway: "fd00::1" is not of the destination's family`},
 		{"wrong type", `{"vlan":"100"}`, `cannot unmarshal string`},
+		{"negative max rate", `{"maxTxRate":-1}`, `network.maxTxRate: -1 is negative (Mbps; 0 is no bound)`},
+		{"negative min rate", `{"minTxRate":-5}`, `network.minTxRate: -5 is negative`},
+		{"min above max", `{"minTxRate":200,"maxTxRate":100}`, `network.minTxRate: 200 is above maxTxRate 100`},
+		{"link state", `{"linkState":"up"}`, `network.linkState: "up" is not one of auto, enable, disable`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +82,14 @@ func TestMergeNetwork(t *testing.T) {
 	assert.Equal(t, 1500, *got.MTU)
 	assert.Equal(t, []string{"10.0.0.1/24"}, got.Addresses)
 	assert.Equal(t, 10, *class.Network.VLAN, "merge does not modify the class config")
+
+	rate, rate2 := 100, 300
+	class = v1alpha1.NetConfig{Network: &v1alpha1.Network{MaxTxRate: &rate, MinTxRate: &rate, LinkState: "enable"}}
+	got = class.Merge(&v1alpha1.NetConfig{Network: &v1alpha1.Network{MaxTxRate: &rate2, LinkState: "disable"}}).Network
+	assert.Equal(t, 300, *got.MaxTxRate, "the claim's, granted, wins")
+	assert.Equal(t, 100, *got.MinTxRate, "the class's stays where the claim sets none")
+	assert.Equal(t, "disable", got.LinkState)
+	assert.Equal(t, "enable", class.Merge(&v1alpha1.NetConfig{Network: &v1alpha1.Network{}}).Network.LinkState)
 
 	assert.Nil(t, v1alpha1.NetConfig{}.Merge(&v1alpha1.NetConfig{}).Network, "no section anywhere: none")
 	only := v1alpha1.NetConfig{}.Merge(claim).Network
