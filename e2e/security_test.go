@@ -37,6 +37,9 @@ var classOnlyCases = []struct {
 	{"network.mtu", `"network":{"mtu":9000}`, nil},
 	{"network.trust", `"network":{"trust":true}`, nil},
 	{"network.spoofChk", `"network":{"spoofChk":false}`, nil},
+	{"network.minTxRate", `"network":{"minTxRate":0}`, nil},
+	{"network.maxTxRate", `"network":{"maxTxRate":100}`, nil},
+	{"network.linkState", `"network":{"linkState":"enable"}`, nil},
 	{"claimMaySet", `"claimMaySet":["network.vlan"]`, nil},
 }
 
