@@ -69,9 +69,14 @@ type vfWatch struct {
 	look    func() checkpoint.Data
 	lazy    bool
 	records []*checkpoint.VFSet
+	calls   map[int]int // by VF index
 }
 
 func (h *vfWatch) SetVF(pf string, index int, c host.VFConfig) error {
+	if h.calls == nil {
+		h.calls = map[int]int{}
+	}
+	h.calls[index]++
 	h.records = append(h.records, h.look().Claims["dpdk"].Devices[0].VFSet)
 	if h.lazy {
 		c.LinkState = nil
@@ -117,6 +122,21 @@ func TestVFSettingRefusedByThePF(t *testing.T) {
 	assert.Equal(t, vfDefaults, vfState(t, n, 1), "what it did apply is put back")
 	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.1"))
 	assert.Empty(t, n.checkpoint(t).Claims)
+}
+
+// TestVFSettingsRefusedLeaveTheNextVFAlone: in a claim of two VFs, the PF
+// refusing the first's settings leaves the second's PF settings untouched,
+// not even "put back" (restoring a MAC never changed is not harmless: igb
+// then pins it).
+func TestVFSettingsRefusedLeaveTheNextVFAlone(t *testing.T) {
+	var n *testNode
+	watch := &vfWatch{look: func() checkpoint.Data { return n.checkpoint(t) }, lazy: true}
+	n = newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, wrap: func(h Host) Host { watch.Host = h; return watch }})
+	res := n.prepareOne(t, claimFor("dpdk", vfioWithSettings, "pci-0000-3b-02-1", "pci-0000-3b-02-2"))
+	require.Error(t, res.Err)
+	assert.Equal(t, map[int]int{1: 2}, watch.calls, "VF 1 set and put back; VF 2 never touched")
+	assert.Equal(t, vfDefaults, vfState(t, n, 2))
+	assert.Equal(t, "iavf", n.driverOf(t, "0000:3b:02.2"))
 }
 
 // TestVFSettingsOnlyForVFs: on a PF, or a device whose network section
