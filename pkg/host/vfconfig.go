@@ -111,6 +111,33 @@ func (s VFState) Apply(c VFConfig) VFState {
 	return s
 }
 
+// Changes is c without the settings s already shows: putting back only
+// what did change leaves alone a setting the PF's driver refused (igb has
+// no link state to set at all) and a MAC never changed (igb pins a MAC set
+// on the PF, even to its old value).
+func (s VFState) Changes(c VFConfig) VFConfig {
+	have := s.Normalized()
+	if c.MAC != nil && strings.EqualFold(*c.MAC, have.MAC) {
+		c.MAC = nil
+	}
+	if (c.VLAN == nil || *c.VLAN == have.VLAN) && (c.QoS == nil || *c.QoS == have.QoS) {
+		c.VLAN, c.QoS = nil, nil
+	}
+	if c.Trust != nil && *c.Trust == have.Trust {
+		c.Trust = nil
+	}
+	if c.SpoofChk != nil && *c.SpoofChk == have.SpoofChk {
+		c.SpoofChk = nil
+	}
+	if (c.MinTxRate == nil || *c.MinTxRate == have.MinTxRate) && (c.MaxTxRate == nil || *c.MaxTxRate == have.MaxTxRate) {
+		c.MinTxRate, c.MaxTxRate = nil, nil
+	}
+	if c.LinkState != nil && *c.LinkState == have.LinkState {
+		c.LinkState = nil
+	}
+	return c
+}
+
 // Differs lists the settings c asks for that s does not show: what a PF's
 // driver took without an error and did not apply.
 func (s VFState) Differs(c VFConfig) []string {

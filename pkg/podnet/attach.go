@@ -176,14 +176,12 @@ func (p *PodNet) abandon(ctx context.Context, cp checkpoint.Data, devs []podDevi
 	return cause
 }
 
+// restoreVF puts back the VF settings an attachment changed on the PF.
 func (p *PodNet) restoreVF(at *checkpoint.InPod) error {
 	if at.VFRestore == nil {
 		return nil
 	}
-	if err := p.host.SetVF(at.PF, at.VFIndex, hostVF(*at.VFRestore)); err != nil {
-		return fmt.Errorf("restore VF %d on %s: %w", at.VFIndex, at.PF, err)
-	}
-	return nil
+	return p.RestoreVF(&checkpoint.VFSet{PF: at.PF, VFIndex: at.VFIndex, Restore: *at.VFRestore})
 }
 
 // podDevices are the prepared devices with a network section of the

@@ -51,10 +51,14 @@ func (p *PodNet) SetVF(set *checkpoint.VFSet, n *netconfig.Network) error {
 	return nil
 }
 
-// RestoreVF puts back what SetVF changed. A PF that is gone (its NIC
-// removed) has nothing left to put back.
+// RestoreVF puts back what SetVF changed, and only that (see
+// host.VFState.Changes). A PF that is gone (its NIC removed) has nothing
+// left to put back.
 func (p *PodNet) RestoreVF(set *checkpoint.VFSet) error {
-	err := p.host.SetVF(set.PF, set.VFIndex, hostVF(set.Restore))
+	now, err := p.host.VF(set.PF, set.VFIndex)
+	if err == nil {
+		err = p.host.SetVF(set.PF, set.VFIndex, now.Changes(hostVF(set.Restore)))
+	}
 	if errors.Is(err, host.ErrLinkGone) {
 		return nil
 	}
