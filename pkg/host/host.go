@@ -5,12 +5,13 @@
 package host
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,9 @@ type Options struct {
 // Host reads and changes one host's device state.
 type Host struct {
 	sysfsRoot string
+	// sysPrefix is the cleaned sysfs root with a trailing slash, to which
+	// SysPath appends a clean relative path without cleaning it again.
+	sysPrefix string
 	devRoot   string
 	procRoot  string
 	netNS     string
@@ -55,6 +59,7 @@ func New(o Options) *Host {
 		netNS:     o.NetNS,
 	}
 	h.kernelDevlink = filepath.Clean(h.sysfsRoot) == DefaultSysfsRoot
+	h.sysPrefix = strings.TrimSuffix(filepath.Clean(h.sysfsRoot), "/") + "/"
 	return h
 }
 
@@ -79,34 +84,50 @@ func orDefault(v, def string) string {
 func (h *Host) DevRoot() string { return h.devRoot }
 
 // SysPath turns a sysfs-relative path ("bus/pci/devices") into a real one.
-func (h *Host) SysPath(rel string) string { return filepath.Join(h.sysfsRoot, rel) }
+// The paths discovery builds are clean already; for those it only
+// concatenates, saving filepath.Join's second copy on every attribute read.
+func (h *Host) SysPath(rel string) string {
+	if isCleanLocal(rel) {
+		return h.sysPrefix + rel
+	}
+	return filepath.Join(h.sysfsRoot, rel)
+}
+
+// isCleanLocal reports whether filepath.Join(root, rel) is root + "/" + rel:
+// rel is clean (filepath.Clean does not allocate for a clean path), not
+// absolute and does not climb out.
+func isCleanLocal(rel string) bool {
+	return rel != "" && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../") &&
+		!filepath.IsAbs(rel) && filepath.Clean(rel) == rel
+}
 
 // DevPath turns a /dev-relative path ("vfio/12") into a real one.
 func (h *Host) DevPath(rel string) string { return filepath.Join(h.devRoot, rel) }
 
 // ReadSysString reads a sysfs attribute and trims the trailing newline.
 func (h *Host) ReadSysString(rel string) (string, error) {
-	b, err := readSmallFile(h.SysPath(rel))
+	var buf [maxAttrSize]byte
+	b, err := readSmallFile(h.SysPath(rel), &buf)
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	return string(bytes.TrimSpace(b)), nil
 }
 
 // maxAttrSize bounds a sysfs attribute read; the kernel serves at most a
 // page per attribute.
 const maxAttrSize = 4096
 
-// readSmallFile reads a sysfs attribute with open, read and close only.
-// os.ReadFile adds an fstat and a second read per file, and discovery reads
-// tens of thousands of attributes on a large host.
-func readSmallFile(path string) ([]byte, error) {
+// readSmallFile reads a sysfs attribute into buf with open, read and close
+// only, and returns the part read. os.ReadFile adds an fstat and a second
+// read per file, and discovery reads tens of thousands of attributes on a
+// large host; the caller's buffer (on its stack) spares a copy of each.
+func readSmallFile(path string, buf *[maxAttrSize]byte) ([]byte, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
-	var buf [maxAttrSize]byte
 	for {
 		n, err := syscall.Read(fd, buf[:])
 		if err == syscall.EINTR {
@@ -115,26 +136,47 @@ func readSmallFile(path string) ([]byte, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
-		return append([]byte(nil), buf[:n]...), nil
+		return buf[:n], nil
 	}
 }
 
 // ReadSysInt reads a decimal integer sysfs attribute.
 func (h *Host) ReadSysInt(rel string) (int, error) {
-	s, err := h.ReadSysString(rel)
+	var buf [maxAttrSize]byte
+	p := h.SysPath(rel)
+	b, err := readSmallFile(p, &buf)
 	if err != nil {
 		return 0, err
 	}
-	n, err := strconv.Atoi(s)
+	b = bytes.TrimSpace(b)
+	// The conversion does not escape (strconv copies what its errors
+	// quote), so parsing allocates nothing.
+	n, err := strconv.Atoi(string(b))
 	if err != nil {
-		return 0, fmt.Errorf("parse %s: %q is not an integer", h.SysPath(rel), s)
+		return 0, fmt.Errorf("parse %s: %q is not an integer", p, string(b))
 	}
 	return n, nil
 }
 
 // ReadSysLink returns the raw target of a sysfs symlink.
 func (h *Host) ReadSysLink(rel string) (string, error) {
-	return os.Readlink(h.SysPath(rel))
+	p := h.SysPath(rel)
+	// sysfs link targets are short; os.Readlink would allocate a buffer per
+	// call before the string.
+	var buf [512]byte
+	for {
+		n, err := syscall.Readlink(p, buf[:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", &fs.PathError{Op: "readlink", Path: p, Err: err}
+		}
+		if n < len(buf) {
+			return string(buf[:n]), nil
+		}
+		return os.Readlink(p) // longer than any sysfs link: let os size it
+	}
 }
 
 // ResolveSysLink returns the sysfs-relative path a symlink points to. It
@@ -158,18 +200,14 @@ func (h *Host) ResolveSysLink(rel string) (string, error) {
 // ListSys lists a sysfs directory's entry names, sorted. A missing
 // directory is not an error: it yields no entries.
 func (h *Host) ListSys(rel string) ([]string, error) {
-	entries, err := os.ReadDir(h.SysPath(rel))
+	names, err := readDirNames(h.SysPath(rel))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
-	}
-	sort.Strings(names)
+	slices.Sort(names)
 	return names, nil
 }
 

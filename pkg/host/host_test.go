@@ -1,8 +1,10 @@
 package host_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,4 +114,26 @@ func TestParseUevent(t *testing.T) {
 	assert.Contains(t, reason, "bind pci")
 	_, ok = host.ParseUevent(nil)
 	assert.False(t, ok)
+}
+
+// TestListSysLargeDirectory: a directory whose entries take more than one
+// getdents read and outgrow the listing's stack buffers is listed whole,
+// sorted, each name once.
+func TestListSysLargeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	var want []string
+	for i := range 400 {
+		name := fmt.Sprintf("virtfn%03d-%s", i, strings.Repeat("x", 40))
+		want = append(want, name)
+		writeFile(t, filepath.Join(dir, "pf", name), "")
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "pf", "net"), 0o755))
+	want = append(want, "net")
+	slices.Sort(want)
+	got, err := host.New(host.Options{SysfsRoot: dir}).ListSys("pf")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	empty, err := host.New(host.Options{SysfsRoot: dir}).ListSys("pf/net")
+	require.NoError(t, err)
+	assert.Empty(t, empty)
 }
