@@ -61,6 +61,9 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 	}
 	groups := map[string]*group{}
 	var problems []Problem
+	// The devices share their attribute values: a few hundred distinct
+	// ones on a host of thousands of VFs.
+	vals := discovery.NewAttrValues()
 	for d := range inv.All() {
 		if o.Withhold != nil && o.Withhold(d.Name) {
 			continue
@@ -74,7 +77,7 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 			g = &group{key: key}
 			groups[key] = g
 		}
-		dev, probs := Device(d, o.ResourceNameOf)
+		dev, probs := device(d, o.ResourceNameOf, vals)
 		problems = append(problems, probs...)
 		if o.ExcludeTopology != nil && o.ExcludeTopology(d.Name) {
 			delete(dev.Attributes, discovery.AttrNUMANode)
@@ -127,12 +130,16 @@ func linkDownTaint(d *discovery.Device, template *resourceapi.DeviceTaint) resou
 
 // Device converts one discovered device, dropping what the API would reject.
 func Device(d *discovery.Device, resourceNameOf func(string) string) (resourceapi.Device, []Problem) {
-	attrs := d.Attributes()
-	id := d.ID()
-	attrs[AttrMultusDeviceID] = resourceapi.DeviceAttribute{StringValue: &id}
+	return device(d, resourceNameOf, nil)
+}
+
+// device is Device with the attribute values taken from vals.
+func device(d *discovery.Device, resourceNameOf func(string) string, vals *discovery.AttrValues) (resourceapi.Device, []Problem) {
+	attrs := d.SharedAttributes(vals, 2)
+	attrs[AttrMultusDeviceID] = resourceapi.DeviceAttribute{StringValue: vals.String(d.ID())}
 	if resourceNameOf != nil {
 		if rn := resourceNameOf(d.Name); rn != "" {
-			attrs[AttrMultusResourceName] = resourceapi.DeviceAttribute{StringValue: &rn}
+			attrs[AttrMultusResourceName] = resourceapi.DeviceAttribute{StringValue: vals.String(rn)}
 		}
 	}
 	var problems []Problem
@@ -218,9 +225,17 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) 
 			return resourceslice.Pool{}, nil, nil, err
 		}
 		pools.Hold(po.Allocated, inv, withhold)
+		// Each pool's name and whether it is withheld, once per pool
+		// rather than once per device.
+		names := make([]string, len(pools.Pools))
+		withheld := make([]bool, len(pools.Pools))
+		for i := range pools.Pools {
+			names[i] = pools.Pools[i].Name()
+			withheld[i] = withhold != nil && withhold(names[i])
+		}
 		o.ResourceNameOf = func(name string) string {
-			if pool, ok := pools.PoolFor(name); ok {
-				return pool.Name()
+			if i, ok := pools.PoolOf[name]; ok {
+				return names[i]
 			}
 			return ""
 		}
@@ -229,7 +244,7 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) 
 			return ok && pool.Config.ExcludeTopology
 		}
 		o.Withhold = func(name string) bool {
-			if pool, ok := pools.PoolFor(name); ok && withhold != nil && withhold(pool.Name()) {
+			if i, ok := pools.PoolOf[name]; ok && withheld[i] {
 				return true
 			}
 			d, ok := inv.Get(name)
