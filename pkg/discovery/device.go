@@ -102,25 +102,31 @@ func (d *Device) ID() string {
 
 // PCIDeviceName turns "0000:3b:02.0" into the DNS label "pci-0000-3b-02-0".
 func PCIDeviceName(addr string) string {
-	return "pci-" + dnsLabel(addr)
+	return dnsLabel("pci-", addr)
 }
 
 // AuxDeviceName turns "mlx5_core.sf.4" into "aux-mlx5-core-sf-4".
 func AuxDeviceName(auxName string) string {
-	return "aux-" + dnsLabel(auxName)
+	return dnsLabel("aux-", auxName)
 }
 
-func dnsLabel(s string) string {
-	return strings.Map(func(r rune) rune {
+// dnsLabel is prefix followed by s, lower case, with '-' for each rune that
+// is not a letter or digit: one allocation per device name.
+func dnsLabel(prefix, s string) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + len(s))
+	b.WriteString(prefix)
+	for _, r := range s {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			return r
+			b.WriteRune(r)
 		case r >= 'A' && r <= 'Z':
-			return r - 'A' + 'a'
+			b.WriteRune(r - 'A' + 'a')
 		default:
-			return '-'
+			b.WriteByte('-')
 		}
-	}, s)
+	}
+	return b.String()
 }
 
 func (d *Device) String() string {
