@@ -5,6 +5,7 @@ package discovery
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -131,4 +132,22 @@ func dnsLabel(prefix, s string) string {
 
 func (d *Device) String() string {
 	return fmt.Sprintf("%s (%s %s)", d.Name, d.FunctionType, d.ID())
+}
+
+// Equal reports whether two devices are the same in every field.
+// TestDeviceEqualSeesEveryField fails when a field is added here but not
+// compared.
+func (d *Device) Equal(o *Device) bool {
+	return d.Name == o.Name && d.FunctionType == o.FunctionType && d.DeviceType == o.DeviceType &&
+		d.PCIAddress == o.PCIAddress && d.AuxName == o.AuxName && d.AuxType == o.AuxType && d.SFNum == o.SFNum &&
+		d.Vendor == o.Vendor && d.DeviceID == o.DeviceID && d.Driver == o.Driver &&
+		d.PFName == o.PFName && d.RootDevice == o.RootDevice && d.VFIndex == o.VFIndex &&
+		d.IfName == o.IfName && d.HardwareAddress == o.HardwareAddress && d.LinkType == o.LinkType &&
+		d.OperState == o.OperState && d.PFLinkDown == o.PFLinkDown && d.RDMA == o.RDMA &&
+		slices.Equal(d.PKeys, o.PKeys) && slices.Equal(d.RDMADevices, o.RDMADevices) &&
+		slices.Equal(d.RDMACharDevices, o.RDMACharDevices) &&
+		d.DDPProfile == o.DDPProfile && d.EswitchMode == o.EswitchMode && d.VDPAType == o.VDPAType &&
+		d.VDPADevice == o.VDPADevice && d.UIODevice == o.UIODevice && d.AcpiIndex == o.AcpiIndex &&
+		d.NUMANode == o.NUMANode && d.IOMMUGroup == o.IOMMUGroup && d.IOMMUNoIOMMU == o.IOMMUNoIOMMU &&
+		d.PCIBusID == o.PCIBusID && d.PCIeRoot == o.PCIeRoot
 }

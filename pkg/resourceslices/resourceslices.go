@@ -39,6 +39,9 @@ type Options struct {
 	// LinkDown, when set, is the taint (key and effect) a device gets while
 	// its PF's link is down; its value is the PF's name.
 	LinkDown *resourceapi.DeviceTaint
+	// Reuse, when set, hands the attribute maps of the last Build given it
+	// to the devices that have not changed since (see Reuse).
+	Reuse *Reuse
 }
 
 // Problem is an attribute left out to keep a device valid.
@@ -64,6 +67,8 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 	// The devices share their attribute values: a few hundred distinct
 	// ones on a host of thousands of VFs.
 	vals := discovery.NewAttrValues()
+	reuse := o.Reuse.start(inv.Len())
+	defer reuse.done()
 	for d := range inv.All() {
 		if o.Withhold != nil && o.Withhold(d.Name) {
 			continue
@@ -77,12 +82,22 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 			g = &group{key: key}
 			groups[key] = g
 		}
-		dev, probs := device(d, o.ResourceNameOf, vals)
-		problems = append(problems, probs...)
-		if o.ExcludeTopology != nil && o.ExcludeTopology(d.Name) {
-			delete(dev.Attributes, discovery.AttrNUMANode)
-			delete(dev.Attributes, resourceapi.QualifiedName(discovery.AttrStdNUMANode))
+		b := built{dev: d, noTopology: o.ExcludeTopology != nil && o.ExcludeTopology(d.Name)}
+		if o.ResourceNameOf != nil {
+			b.resourceName = o.ResourceNameOf(d.Name)
 		}
+		if !reuse.take(&b) {
+			var dev resourceapi.Device
+			dev, b.problems = device(d, b.resourceName, vals)
+			if b.noTopology {
+				delete(dev.Attributes, discovery.AttrNUMANode)
+				delete(dev.Attributes, resourceapi.QualifiedName(discovery.AttrStdNUMANode))
+			}
+			b.attrs = dev.Attributes
+		}
+		reuse.keep(b)
+		problems = append(problems, b.problems...)
+		dev := resourceapi.Device{Name: d.Name, Attributes: b.attrs}
 		// Health is decided once, by health.Of, for the taints, the
 		// kubelet's health stream, the shim and the metrics alike.
 		if o.LinkDown != nil && !health.Of(d).Healthy {
@@ -130,17 +145,20 @@ func linkDownTaint(d *discovery.Device, template *resourceapi.DeviceTaint) resou
 
 // Device converts one discovered device, dropping what the API would reject.
 func Device(d *discovery.Device, resourceNameOf func(string) string) (resourceapi.Device, []Problem) {
-	return device(d, resourceNameOf, nil)
+	rn := ""
+	if resourceNameOf != nil {
+		rn = resourceNameOf(d.Name)
+	}
+	return device(d, rn, nil)
 }
 
-// device is Device with the attribute values taken from vals.
-func device(d *discovery.Device, resourceNameOf func(string) string, vals *discovery.AttrValues) (resourceapi.Device, []Problem) {
+// device is Device with its classic resource name ("" for none) and the
+// attribute values taken from vals.
+func device(d *discovery.Device, resourceName string, vals *discovery.AttrValues) (resourceapi.Device, []Problem) {
 	attrs := d.SharedAttributes(vals, 2)
 	attrs[AttrMultusDeviceID] = resourceapi.DeviceAttribute{StringValue: vals.String(d.ID())}
-	if resourceNameOf != nil {
-		if rn := resourceNameOf(d.Name); rn != "" {
-			attrs[AttrMultusResourceName] = resourceapi.DeviceAttribute{StringValue: vals.String(rn)}
-		}
+	if resourceName != "" {
+		attrs[AttrMultusResourceName] = resourceapi.DeviceAttribute{StringValue: vals.String(resourceName)}
 	}
 	var problems []Problem
 	for name, v := range attrs {
@@ -208,6 +226,9 @@ type PoolOptions struct {
 	Allocated map[string]selector.Allocated
 	// LinkDown is the taint of devices whose PF link is down (see Options).
 	LinkDown *resourceapi.DeviceTaint
+	// Reuse carries unchanged devices' attributes from one call to the next
+	// (see Options).
+	Reuse *Reuse
 }
 
 // DesiredPool is the pool a node publishes for an inventory: every device,
@@ -217,7 +238,7 @@ type PoolOptions struct {
 // without a config).
 func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) (resourceslice.Pool, *selector.Result, []Problem, error) {
 	var pools *selector.Result
-	o := Options{LinkDown: po.LinkDown}
+	o := Options{LinkDown: po.LinkDown, Reuse: po.Reuse}
 	withhold := po.WithholdPool
 	if cfg != nil {
 		var err error
