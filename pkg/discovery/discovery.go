@@ -99,8 +99,6 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 		ctx:      ctx,
 		logger:   klog.FromContext(ctx),
 		h:        h,
-		funcs:    map[string]*pciFunc{},
-		vfIndex:  map[string]int{},
 		roots:    map[string]string{},
 		attrOpts: []deviceattribute.MachineModifier{deviceattribute.WithFS(h.SysFS())},
 	}
@@ -125,6 +123,15 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Sized once: on a large host these maps hold thousands of functions,
+	// and growing them copies each several times.
+	n := 0
+	for _, f := range found {
+		if f != nil {
+			n++
+		}
+	}
+	s.funcs, s.vfIndex = make(map[string]*pciFunc, n), make(map[string]int, n)
 	for _, f := range found {
 		if f != nil {
 			s.funcs[f.addr] = f
@@ -140,7 +147,7 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 			devs[i], kept[i] = s.pciDevice(f)
 		}
 	})
-	n := 0
+	n = 0
 	for i := range devs {
 		if kept[i] {
 			devs[n] = devs[i]

@@ -59,10 +59,25 @@ func (p Problem) String() string {
 func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) {
 	type group struct {
 		key     string
+		size    int
 		devices []resourceapi.Device
 		tainted bool
 	}
+	withheld := func(d *discovery.Device) bool { return o.Withhold != nil && o.Withhold(d.Name) }
+	// A first pass counts each group's devices, so that each group's list
+	// is allocated once at its size rather than grown by doubling.
 	groups := map[string]*group{}
+	for d := range inv.All() {
+		if withheld(d) {
+			continue
+		}
+		g := groups[groupKey(d)]
+		if g == nil {
+			g = &group{key: groupKey(d)}
+			groups[g.key] = g
+		}
+		g.size++
+	}
 	var problems []Problem
 	// The devices share their attribute values: a few hundred distinct
 	// ones on a host of thousands of VFs.
@@ -70,17 +85,12 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 	reuse := o.Reuse.start(inv.Len())
 	defer reuse.done()
 	for d := range inv.All() {
-		if o.Withhold != nil && o.Withhold(d.Name) {
+		if withheld(d) {
 			continue
 		}
-		key := d.RootDevice
-		if key == "" {
-			key = d.PCIAddress
-		}
-		g := groups[key]
-		if g == nil {
-			g = &group{key: key}
-			groups[key] = g
+		g := groups[groupKey(d)]
+		if g.devices == nil {
+			g.devices = make([]resourceapi.Device, 0, g.size)
 		}
 		b := built{dev: d, noTopology: o.ExcludeTopology != nil && o.ExcludeTopology(d.Name)}
 		if o.ResourceNameOf != nil {
@@ -128,6 +138,14 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 		pool.Slices = []resourceslice.Slice{{}}
 	}
 	return pool, problems
+}
+
+// groupKey is the slice group of a device: its PF, or its own address.
+func groupKey(d *discovery.Device) string {
+	if d.RootDevice != "" {
+		return d.RootDevice
+	}
+	return d.PCIAddress
 }
 
 // LinkDownTaintKey is the taint key of a device whose PF link is down, in
