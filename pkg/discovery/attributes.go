@@ -45,16 +45,23 @@ const (
 // or inapplicable attributes are left out; rdma is always present on
 // network devices so that CEL can test it without has().
 func (d *Device) Attributes() map[resourceapi.QualifiedName]resourceapi.DeviceAttribute {
-	m := make(map[resourceapi.QualifiedName]resourceapi.DeviceAttribute, 24)
+	return d.SharedAttributes(nil, 0)
+}
+
+// SharedAttributes is Attributes with the values taken from vals, which
+// shares one value between the devices that have it, and room for extra
+// attributes the caller adds. A nil vals shares nothing.
+func (d *Device) SharedAttributes(vals *AttrValues, extra int) map[resourceapi.QualifiedName]resourceapi.DeviceAttribute {
+	// A VF has about 20 attributes: the hint sizes the map once.
+	m := make(map[resourceapi.QualifiedName]resourceapi.DeviceAttribute, 24+extra)
 	str := func(name, v string) {
 		if v != "" {
-			m[resourceapi.QualifiedName(name)] = resourceapi.DeviceAttribute{StringValue: &v}
+			m[resourceapi.QualifiedName(name)] = resourceapi.DeviceAttribute{StringValue: vals.String(v)}
 		}
 	}
 	num := func(name string, v int) {
 		if v >= 0 {
-			n := int64(v)
-			m[resourceapi.QualifiedName(name)] = resourceapi.DeviceAttribute{IntValue: &n}
+			m[resourceapi.QualifiedName(name)] = resourceapi.DeviceAttribute{IntValue: vals.Int(int64(v))}
 		}
 	}
 	str(AttrVendor, d.Vendor)
@@ -70,8 +77,7 @@ func (d *Device) Attributes() map[resourceapi.QualifiedName]resourceapi.DeviceAt
 	str(AttrIfName, d.IfName)
 	str(AttrLinkType, d.LinkType)
 	if d.DeviceType != DeviceTypeAccelerator {
-		rdma := d.RDMA
-		m[AttrRDMA] = resourceapi.DeviceAttribute{BoolValue: &rdma}
+		m[AttrRDMA] = resourceapi.DeviceAttribute{BoolValue: vals.Bool(d.RDMA)}
 	}
 	str(AttrDDPProfile, d.DDPProfile)
 	str(AttrVDPAType, d.VDPAType)
@@ -87,6 +93,84 @@ func (d *Device) Attributes() map[resourceapi.QualifiedName]resourceapi.DeviceAt
 	str(AttrPCIBusID, d.PCIBusID)
 	str(AttrPCIeRoot, d.PCIeRoot)
 	return m
+}
+
+// AttrValues hands out the values of many devices' attributes, one per
+// distinct value: the VFs of a host share most of theirs (vendor, driver,
+// PF, NUMA node...), and a pointer per device and attribute was most of the
+// garbage a rescan of a large host left. Values are carved from blocks, so
+// even distinct ones cost no allocation each. The values are shared: they
+// must not be modified. An AttrValues is not safe for concurrent use; a nil
+// one allocates each value afresh.
+type AttrValues struct {
+	strs  map[string]*string
+	ints  map[int64]*int64
+	bools [2]*bool
+	// The blocks the next distinct values are carved from.
+	strBlock []string
+	intBlock []int64
+}
+
+// attrBlock is how many values a block holds: a PF's VFs' worth.
+const attrBlock = 128
+
+// NewAttrValues returns an empty AttrValues.
+func NewAttrValues() *AttrValues {
+	return &AttrValues{strs: map[string]*string{}, ints: map[int64]*int64{}}
+}
+
+// String returns a pointer to a string equal to s.
+func (v *AttrValues) String(s string) *string {
+	if v == nil {
+		return fresh(s)
+	}
+	if p, ok := v.strs[s]; ok {
+		return p
+	}
+	if len(v.strBlock) == cap(v.strBlock) {
+		v.strBlock = make([]string, 0, attrBlock)
+	}
+	v.strBlock = append(v.strBlock, s)
+	p := &v.strBlock[len(v.strBlock)-1]
+	v.strs[s] = p
+	return p
+}
+
+// fresh returns a pointer to a copy of x. Taking the address of the
+// parameter in the methods themselves would move it to the heap on every
+// call, shared or not.
+func fresh[T any](x T) *T { return &x }
+
+// Int returns a pointer to an int64 equal to n.
+func (v *AttrValues) Int(n int64) *int64 {
+	if v == nil {
+		return fresh(n)
+	}
+	if p, ok := v.ints[n]; ok {
+		return p
+	}
+	if len(v.intBlock) == cap(v.intBlock) {
+		v.intBlock = make([]int64, 0, attrBlock)
+	}
+	v.intBlock = append(v.intBlock, n)
+	p := &v.intBlock[len(v.intBlock)-1]
+	v.ints[n] = p
+	return p
+}
+
+// Bool returns a pointer to a bool equal to b.
+func (v *AttrValues) Bool(b bool) *bool {
+	if v == nil {
+		return fresh(b)
+	}
+	i := 0
+	if b {
+		i = 1
+	}
+	if v.bools[i] == nil {
+		v.bools[i] = fresh(b)
+	}
+	return v.bools[i]
 }
 
 // PlainAttributes returns the attributes as plain Go values (string, int64,

@@ -95,7 +95,7 @@ func (s *scan) auxDevice(name, dir string, parent *pciFunc) (Device, error) {
 	if len(parts) < 3 {
 		return Device{}, fmt.Errorf("auxiliary device name %q is not <driver>.<type>.<id>", name)
 	}
-	sfnum, err := s.h.ReadSysInt(path.Join(dir, "sfnum"))
+	sfnum, err := s.h.ReadSysIntAt(dir, "sfnum")
 	if err != nil {
 		return Device{}, fmt.Errorf("read sfnum: %w", err)
 	}
@@ -123,12 +123,12 @@ func (s *scan) auxDevice(name, dir string, parent *pciFunc) (Device, error) {
 	d.EswitchMode = st.EswitchMode
 	d.PFLinkDown = s.pfLinkDown(parent)
 	netdev := ""
-	if netdevs, _ := s.h.ListSys(path.Join(dir, "net")); len(netdevs) > 0 {
+	if netdevs, _ := s.h.ListSysAt(dir, "net"); len(netdevs) > 0 {
 		netdev = path.Join(dir, "net", netdevs[0])
 	}
 	s.fillNetdev(&d, netdev, parent)
 	s.fillRDMA(&d, dir)
-	if n, err := s.h.ReadSysInt(path.Join(parent.dir, "numa_node")); err == nil && n >= 0 {
+	if n, err := s.h.ReadSysIntAt(parent.dir, "numa_node"); err == nil && n >= 0 {
 		d.NUMANode = n
 	}
 	if v, ok := s.vdpa[name]; ok {

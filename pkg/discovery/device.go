@@ -5,6 +5,7 @@ package discovery
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -102,27 +103,51 @@ func (d *Device) ID() string {
 
 // PCIDeviceName turns "0000:3b:02.0" into the DNS label "pci-0000-3b-02-0".
 func PCIDeviceName(addr string) string {
-	return "pci-" + dnsLabel(addr)
+	return dnsLabel("pci-", addr)
 }
 
 // AuxDeviceName turns "mlx5_core.sf.4" into "aux-mlx5-core-sf-4".
 func AuxDeviceName(auxName string) string {
-	return "aux-" + dnsLabel(auxName)
+	return dnsLabel("aux-", auxName)
 }
 
-func dnsLabel(s string) string {
-	return strings.Map(func(r rune) rune {
+// dnsLabel is prefix followed by s, lower case, with '-' for each rune that
+// is not a letter or digit: one allocation per device name.
+func dnsLabel(prefix, s string) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + len(s))
+	b.WriteString(prefix)
+	for _, r := range s {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			return r
+			b.WriteRune(r)
 		case r >= 'A' && r <= 'Z':
-			return r - 'A' + 'a'
+			b.WriteRune(r - 'A' + 'a')
 		default:
-			return '-'
+			b.WriteByte('-')
 		}
-	}, s)
+	}
+	return b.String()
 }
 
 func (d *Device) String() string {
 	return fmt.Sprintf("%s (%s %s)", d.Name, d.FunctionType, d.ID())
+}
+
+// Equal reports whether two devices are the same in every field.
+// TestDeviceEqualSeesEveryField fails when a field is added here but not
+// compared.
+func (d *Device) Equal(o *Device) bool {
+	return d.Name == o.Name && d.FunctionType == o.FunctionType && d.DeviceType == o.DeviceType &&
+		d.PCIAddress == o.PCIAddress && d.AuxName == o.AuxName && d.AuxType == o.AuxType && d.SFNum == o.SFNum &&
+		d.Vendor == o.Vendor && d.DeviceID == o.DeviceID && d.Driver == o.Driver &&
+		d.PFName == o.PFName && d.RootDevice == o.RootDevice && d.VFIndex == o.VFIndex &&
+		d.IfName == o.IfName && d.HardwareAddress == o.HardwareAddress && d.LinkType == o.LinkType &&
+		d.OperState == o.OperState && d.PFLinkDown == o.PFLinkDown && d.RDMA == o.RDMA &&
+		slices.Equal(d.PKeys, o.PKeys) && slices.Equal(d.RDMADevices, o.RDMADevices) &&
+		slices.Equal(d.RDMACharDevices, o.RDMACharDevices) &&
+		d.DDPProfile == o.DDPProfile && d.EswitchMode == o.EswitchMode && d.VDPAType == o.VDPAType &&
+		d.VDPADevice == o.VDPADevice && d.UIODevice == o.UIODevice && d.AcpiIndex == o.AcpiIndex &&
+		d.NUMANode == o.NUMANode && d.IOMMUGroup == o.IOMMUGroup && d.IOMMUNoIOMMU == o.IOMMUNoIOMMU &&
+		d.PCIBusID == o.PCIBusID && d.PCIeRoot == o.PCIeRoot
 }

@@ -26,6 +26,13 @@ type Host interface {
 	ReadSysLink(rel string) (string, error)
 	ResolveSysLink(rel string) (string, error)
 	ListSys(rel string) ([]string, error)
+	// The ...At forms take the directory and the name in it apart, so
+	// that the thousands of attribute reads of a large host join no paths.
+	ReadSysStringAt(dir, name string) (string, error)
+	ReadSysIntAt(dir, name string) (int, error)
+	ReadSysLinkAt(dir, name string) (string, error)
+	ResolveSysLinkAt(dir, name string) (string, error)
+	ListSysAt(dir, name string) ([]string, error)
 	SysExists(rel string) bool
 	DefaultRouteInterfaces() (map[string]bool, error)
 	Devlink(pciAddress string) (host.DevlinkState, error)
@@ -57,11 +64,11 @@ type pciFunc struct {
 	// physfnErr is set when the function has a physfn link that cannot be followed.
 	physfnErr error
 	netdevs   []string
-	// netDir is where the netdevs are, relative to dir: "net", or under a
-	// child device ("virtio2/net") for a virtio NIC.
-	netDir  string
-	entries []string // sorted names in dir
-	devlink *host.DevlinkState
+	// netdevDir is the sysfs directory of the first netdev, or "": under
+	// dir/net, or under a child device (dir/virtio2/net) for a virtio NIC.
+	netdevDir string
+	entries   []string // sorted names in dir
+	devlink   *host.DevlinkState
 	// linkDown caches the PF's link state for this run (nil: not read yet).
 	linkDown *bool
 }
@@ -92,8 +99,6 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 		ctx:      ctx,
 		logger:   klog.FromContext(ctx),
 		h:        h,
-		funcs:    map[string]*pciFunc{},
-		vfIndex:  map[string]int{},
 		roots:    map[string]string{},
 		attrOpts: []deviceattribute.MachineModifier{deviceattribute.WithFS(h.SysFS())},
 	}
@@ -118,6 +123,15 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Sized once: on a large host these maps hold thousands of functions,
+	// and growing them copies each several times.
+	n := 0
+	for _, f := range found {
+		if f != nil {
+			n++
+		}
+	}
+	s.funcs, s.vfIndex = make(map[string]*pciFunc, n), make(map[string]int, n)
 	for _, f := range found {
 		if f != nil {
 			s.funcs[f.addr] = f
@@ -133,7 +147,7 @@ func Discover(ctx context.Context, h Host) (*Inventory, error) {
 			devs[i], kept[i] = s.pciDevice(f)
 		}
 	})
-	n := 0
+	n = 0
 	for i := range devs {
 		if kept[i] {
 			devs[n] = devs[i]
@@ -173,7 +187,7 @@ func (s *scan) skipAttr(dev, attr string, err error) {
 // not a network or accelerator function or cannot be identified.
 func (s *scan) readFunc(addr string) *pciFunc {
 	link := path.Join(pciDevicesDir, addr)
-	class, err := s.h.ReadSysString(path.Join(link, "class"))
+	class, err := s.h.ReadSysStringAt(link, "class")
 	if err != nil {
 		s.skipDevice(addr, fmt.Errorf("read class: %w", err))
 		return nil
@@ -188,7 +202,7 @@ func (s *scan) readFunc(addr string) *pciFunc {
 		return nil
 	}
 	f := &pciFunc{addr: addr, class: base}
-	if f.dir, err = s.h.ResolveSysLink(link); err != nil {
+	if f.dir, err = s.h.ResolveSysLinkAt(pciDevicesDir, addr); err != nil {
 		s.skipDevice(addr, err)
 		return nil
 	}
@@ -207,20 +221,20 @@ func (s *scan) readFunc(addr string) *pciFunc {
 		return nil
 	}
 	if f.has("driver") {
-		if drv, err := s.h.ReadSysLink(path.Join(f.dir, "driver")); err == nil {
+		if drv, err := s.h.ReadSysLinkAt(f.dir, "driver"); err == nil {
 			f.driver = path.Base(drv)
 		}
 	}
 	if f.has("sriov_totalvfs") {
 		f.sriovPF = true
-		if n, err := s.h.ReadSysInt(path.Join(f.dir, "sriov_numvfs")); err == nil {
+		if n, err := s.h.ReadSysIntAt(f.dir, "sriov_numvfs"); err == nil {
 			f.numVFs = n
 		} else {
 			s.skipAttr(addr, "sriov_numvfs", err)
 		}
 	}
 	if f.has("physfn") {
-		pf, err := s.h.ResolveSysLink(path.Join(f.dir, "physfn"))
+		pf, err := s.h.ResolveSysLinkAt(f.dir, "physfn")
 		if err != nil {
 			f.physfnErr = err
 		} else {
@@ -244,19 +258,11 @@ func (f *pciFunc) findNetdevs(h Host) {
 		default:
 			continue
 		}
-		if names, _ := h.ListSys(path.Join(f.dir, dir)); len(names) > 0 {
-			f.netdevs, f.netDir = names, dir
+		if names, _ := h.ListSysAt(f.dir, dir); len(names) > 0 {
+			f.netdevs, f.netdevDir = names, path.Join(f.dir, dir, names[0])
 			return
 		}
 	}
-}
-
-// netdevDir is the sysfs directory of the function's first netdev, or "".
-func (f *pciFunc) netdevDir() string {
-	if len(f.netdevs) == 0 {
-		return ""
-	}
-	return path.Join(f.dir, f.netDir, f.netdevs[0])
 }
 
 // has reports whether the function's sysfs directory has an entry.
@@ -267,7 +273,7 @@ func (f *pciFunc) has(name string) bool {
 
 // readHexID reads a vendor or device ID file ("0x8086") as "8086".
 func (s *scan) readHexID(dir, file string) (string, error) {
-	v, err := s.h.ReadSysString(path.Join(dir, file))
+	v, err := s.h.ReadSysStringAt(dir, file)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", file, err)
 	}
@@ -304,7 +310,7 @@ func (s *scan) indexVFs() {
 			// Any virtfn link makes the PF a VF parent, as in the classic
 			// plugin, even if the VF itself turns out unusable.
 			f.hasVF = true
-			target, err := s.h.ResolveSysLink(path.Join(f.dir, e))
+			target, err := s.h.ResolveSysLinkAt(f.dir, e)
 			if err != nil {
 				s.skipAttr(f.addr, e, err)
 				continue
@@ -381,7 +387,7 @@ func (s *scan) pciDevice(f *pciFunc) (Device, bool) {
 			d.PFLinkDown = s.pfLinkDown(pf)
 		}
 	}
-	s.fillNetdev(&d, f.netdevDir(), pf)
+	s.fillNetdev(&d, f.netdevDir, pf)
 	s.fillCommonPCI(&d, f)
 	if v, ok := s.vdpa[f.addr]; ok {
 		d.VDPAType, d.VDPADevice = v.kind, v.vhostDev
@@ -424,12 +430,12 @@ func (s *scan) pfLinkDown(pf *pciFunc) bool {
 		return *cached
 	}
 	down := false
-	if dir := pf.netdevDir(); dir != "" {
-		switch op, _ := s.h.ReadSysString(path.Join(dir, "operstate")); op {
+	if dir := pf.netdevDir; dir != "" {
+		switch op, _ := s.h.ReadSysStringAt(dir, "operstate"); op {
 		case "down", "lowerlayerdown", "notpresent":
 			down = true
 		default:
-			carrier, err := s.h.ReadSysString(path.Join(dir, "carrier"))
+			carrier, err := s.h.ReadSysStringAt(dir, "carrier")
 			down = err != nil || carrier == "0"
 		}
 	}

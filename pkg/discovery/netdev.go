@@ -31,10 +31,10 @@ func (s *scan) fillNetdev(d *Device, dir string, pf *pciFunc) {
 	id := d.ID()
 	if dir != "" {
 		d.IfName = path.Base(dir)
-		if v, err := s.h.ReadSysString(path.Join(dir, "address")); err == nil {
+		if v, err := s.h.ReadSysStringAt(dir, "address"); err == nil {
 			d.HardwareAddress = v
 		}
-		if v, err := s.h.ReadSysString(path.Join(dir, "operstate")); err == nil {
+		if v, err := s.h.ReadSysStringAt(dir, "operstate"); err == nil {
 			d.OperState = v
 		}
 		if lt, err := s.readLinkType(dir); err != nil {
@@ -47,17 +47,17 @@ func (s *scan) fillNetdev(d *Device, dir string, pf *pciFunc) {
 	if pf == nil || len(pf.netdevs) == 0 || d.FunctionType == FunctionPF {
 		return
 	}
-	dir = pf.netdevDir()
+	dir = pf.netdevDir
 	if lt, err := s.readLinkType(dir); err == nil {
 		d.LinkType = lt
 	}
-	if v, err := s.h.ReadSysString(path.Join(dir, "operstate")); err == nil {
+	if v, err := s.h.ReadSysStringAt(dir, "operstate"); err == nil {
 		d.OperState = v
 	}
 }
 
 func (s *scan) readLinkType(netdevDir string) (string, error) {
-	n, err := s.h.ReadSysInt(path.Join(netdevDir, "type"))
+	n, err := s.h.ReadSysIntAt(netdevDir, "type")
 	if err != nil {
 		return "", err
 	}
@@ -72,7 +72,7 @@ func (s *scan) readLinkType(netdevDir string) (string, error) {
 func (s *scan) fillCommonPCI(d *Device, f *pciFunc) {
 	d.NUMANode, d.IOMMUGroup = -1, -1
 	if f.has("numa_node") {
-		n, err := s.h.ReadSysInt(path.Join(f.dir, "numa_node"))
+		n, err := s.h.ReadSysIntAt(f.dir, "numa_node")
 		switch {
 		case err != nil:
 			s.skipAttr(f.addr, AttrNUMANode, err)
@@ -86,7 +86,7 @@ func (s *scan) fillCommonPCI(d *Device, f *pciFunc) {
 		s.fillIOMMU(d, f)
 	}
 	if f.has("acpi_index") {
-		if v, err := s.h.ReadSysString(path.Join(f.dir, "acpi_index")); err == nil {
+		if v, err := s.h.ReadSysStringAt(f.dir, "acpi_index"); err == nil {
 			d.AcpiIndex = v
 		}
 	}
@@ -94,7 +94,7 @@ func (s *scan) fillCommonPCI(d *Device, f *pciFunc) {
 		s.fillRDMA(d, f.dir)
 	}
 	if f.has("uio") {
-		if uio, _ := s.h.ListSys(path.Join(f.dir, "uio")); len(uio) > 0 {
+		if uio, _ := s.h.ListSysAt(f.dir, "uio"); len(uio) > 0 {
 			d.UIODevice = uio[0]
 		}
 	}
@@ -132,7 +132,7 @@ func (s *scan) pcieRoot(f *pciFunc) string {
 }
 
 func (s *scan) fillIOMMU(d *Device, f *pciFunc) {
-	target, err := s.h.ReadSysLink(path.Join(f.dir, "iommu_group"))
+	target, err := s.h.ReadSysLinkAt(f.dir, "iommu_group")
 	if err != nil {
 		s.skipAttr(f.addr, AttrIOMMUGroup, err)
 		return

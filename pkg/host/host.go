@@ -5,15 +5,10 @@
 package host
 
 import (
-	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 )
 
 // Default roots of a real host.
@@ -37,6 +32,9 @@ type Options struct {
 // Host reads and changes one host's device state.
 type Host struct {
 	sysfsRoot string
+	// sysPrefix is the cleaned sysfs root with a trailing slash, to which
+	// SysPath appends a clean relative path without cleaning it again.
+	sysPrefix string
 	devRoot   string
 	procRoot  string
 	netNS     string
@@ -55,6 +53,7 @@ func New(o Options) *Host {
 		netNS:     o.NetNS,
 	}
 	h.kernelDevlink = filepath.Clean(h.sysfsRoot) == DefaultSysfsRoot
+	h.sysPrefix = strings.TrimSuffix(filepath.Clean(h.sysfsRoot), "/") + "/"
 	return h
 }
 
@@ -78,100 +77,8 @@ func orDefault(v, def string) string {
 // DevRoot is the directory that stands for /dev.
 func (h *Host) DevRoot() string { return h.devRoot }
 
-// SysPath turns a sysfs-relative path ("bus/pci/devices") into a real one.
-func (h *Host) SysPath(rel string) string { return filepath.Join(h.sysfsRoot, rel) }
-
 // DevPath turns a /dev-relative path ("vfio/12") into a real one.
 func (h *Host) DevPath(rel string) string { return filepath.Join(h.devRoot, rel) }
-
-// ReadSysString reads a sysfs attribute and trims the trailing newline.
-func (h *Host) ReadSysString(rel string) (string, error) {
-	b, err := readSmallFile(h.SysPath(rel))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// maxAttrSize bounds a sysfs attribute read; the kernel serves at most a
-// page per attribute.
-const maxAttrSize = 4096
-
-// readSmallFile reads a sysfs attribute with open, read and close only.
-// os.ReadFile adds an fstat and a second read per file, and discovery reads
-// tens of thousands of attributes on a large host.
-func readSmallFile(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer syscall.Close(fd)
-	var buf [maxAttrSize]byte
-	for {
-		n, err := syscall.Read(fd, buf[:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		return append([]byte(nil), buf[:n]...), nil
-	}
-}
-
-// ReadSysInt reads a decimal integer sysfs attribute.
-func (h *Host) ReadSysInt(rel string) (int, error) {
-	s, err := h.ReadSysString(rel)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %q is not an integer", h.SysPath(rel), s)
-	}
-	return n, nil
-}
-
-// ReadSysLink returns the raw target of a sysfs symlink.
-func (h *Host) ReadSysLink(rel string) (string, error) {
-	return os.Readlink(h.SysPath(rel))
-}
-
-// ResolveSysLink returns the sysfs-relative path a symlink points to. It
-// resolves lexically and does not check that the target exists (callers
-// that care look it up), which saves a syscall per link on large hosts.
-func (h *Host) ResolveSysLink(rel string) (string, error) {
-	target, err := h.ReadSysLink(rel)
-	if err != nil {
-		return "", err
-	}
-	if filepath.IsAbs(target) {
-		return "", fmt.Errorf("link %s: absolute target %q", h.SysPath(rel), target)
-	}
-	resolved := filepath.Clean(filepath.Join(filepath.Dir(rel), target))
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return "", fmt.Errorf("link %s: target %q leaves sysfs", h.SysPath(rel), target)
-	}
-	return resolved, nil
-}
-
-// ListSys lists a sysfs directory's entry names, sorted. A missing
-// directory is not an error: it yields no entries.
-func (h *Host) ListSys(rel string) ([]string, error) {
-	entries, err := os.ReadDir(h.SysPath(rel))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
-	}
-	sort.Strings(names)
-	return names, nil
-}
 
 // SysExists reports whether a sysfs path exists (without following a final link).
 func (h *Host) SysExists(rel string) bool {

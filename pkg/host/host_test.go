@@ -1,8 +1,10 @@
 package host_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,4 +114,57 @@ func TestParseUevent(t *testing.T) {
 	assert.Contains(t, reason, "bind pci")
 	_, ok = host.ParseUevent(nil)
 	assert.False(t, ok)
+}
+
+// TestListSysLargeDirectory: a directory whose entries take more than one
+// getdents read and outgrow the listing's stack buffers is listed whole,
+// sorted, each name once.
+func TestListSysLargeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	var want []string
+	for i := range 400 {
+		name := fmt.Sprintf("virtfn%03d-%s", i, strings.Repeat("x", 40))
+		want = append(want, name)
+		writeFile(t, filepath.Join(dir, "pf", name), "")
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "pf", "net"), 0o755))
+	want = append(want, "net")
+	slices.Sort(want)
+	got, err := host.New(host.Options{SysfsRoot: dir}).ListSys("pf")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	empty, err := host.New(host.Options{SysfsRoot: dir}).ListSys("pf/net")
+	require.NoError(t, err)
+	assert.Empty(t, empty)
+}
+
+// TestReadSysAt: the ...At forms read dir/name as the one-path forms read
+// the joined path, and report errors with the full path.
+func TestReadSysAt(t *testing.T) {
+	dir := t.TempDir()
+	h := host.New(host.Options{SysfsRoot: dir + "/"})
+	writeFile(t, filepath.Join(dir, "devices/pci0000:00/0000:3b:02.0/numa_node"), "1\n")
+	writeFile(t, filepath.Join(dir, "devices/pci0000:00/0000:3b:02.0/net/ens1f0v0/operstate"), "up\n")
+	require.NoError(t, os.Symlink("../../../bus/pci/drivers/iavf", filepath.Join(dir, "devices/pci0000:00/0000:3b:02.0/driver")))
+	dev := "devices/pci0000:00/0000:3b:02.0"
+	n, err := h.ReadSysIntAt(dev, "numa_node")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	s, err := h.ReadSysStringAt(dev, "net/ens1f0v0/operstate")
+	require.NoError(t, err)
+	assert.Equal(t, "up", s)
+	s, err = h.ReadSysStringAt(dev+"/", "./net/ens1f0v0/operstate")
+	require.NoError(t, err, "unclean parts are joined as path.Join would")
+	assert.Equal(t, "up", s)
+	target, err := h.ReadSysLinkAt(dev, "driver")
+	require.NoError(t, err)
+	assert.Equal(t, "../../../bus/pci/drivers/iavf", target)
+	resolved, err := h.ResolveSysLinkAt(dev, "driver")
+	require.NoError(t, err)
+	assert.Equal(t, "bus/pci/drivers/iavf", resolved)
+	names, err := h.ListSysAt(dev, "net")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ens1f0v0"}, names)
+	_, err = h.ReadSysStringAt(dev, "vendor")
+	assert.ErrorContains(t, err, filepath.Join(dir, dev, "vendor"))
 }

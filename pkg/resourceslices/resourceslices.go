@@ -39,6 +39,9 @@ type Options struct {
 	// LinkDown, when set, is the taint (key and effect) a device gets while
 	// its PF's link is down; its value is the PF's name.
 	LinkDown *resourceapi.DeviceTaint
+	// Reuse, when set, hands the attribute maps of the last Build given it
+	// to the devices that have not changed since (see Reuse).
+	Reuse *Reuse
 }
 
 // Problem is an attribute left out to keep a device valid.
@@ -56,30 +59,55 @@ func (p Problem) String() string {
 func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) {
 	type group struct {
 		key     string
+		size    int
 		devices []resourceapi.Device
 		tainted bool
 	}
+	withheld := func(d *discovery.Device) bool { return o.Withhold != nil && o.Withhold(d.Name) }
+	// A first pass counts each group's devices, so that each group's list
+	// is allocated once at its size rather than grown by doubling.
 	groups := map[string]*group{}
-	var problems []Problem
 	for d := range inv.All() {
-		if o.Withhold != nil && o.Withhold(d.Name) {
+		if withheld(d) {
 			continue
 		}
-		key := d.RootDevice
-		if key == "" {
-			key = d.PCIAddress
-		}
-		g := groups[key]
+		g := groups[groupKey(d)]
 		if g == nil {
-			g = &group{key: key}
-			groups[key] = g
+			g = &group{key: groupKey(d)}
+			groups[g.key] = g
 		}
-		dev, probs := Device(d, o.ResourceNameOf)
-		problems = append(problems, probs...)
-		if o.ExcludeTopology != nil && o.ExcludeTopology(d.Name) {
-			delete(dev.Attributes, discovery.AttrNUMANode)
-			delete(dev.Attributes, resourceapi.QualifiedName(discovery.AttrStdNUMANode))
+		g.size++
+	}
+	var problems []Problem
+	// The devices share their attribute values: a few hundred distinct
+	// ones on a host of thousands of VFs.
+	vals := discovery.NewAttrValues()
+	reuse := o.Reuse.start(inv.Len())
+	defer reuse.done()
+	for d := range inv.All() {
+		if withheld(d) {
+			continue
 		}
+		g := groups[groupKey(d)]
+		if g.devices == nil {
+			g.devices = make([]resourceapi.Device, 0, g.size)
+		}
+		b := built{dev: d, noTopology: o.ExcludeTopology != nil && o.ExcludeTopology(d.Name)}
+		if o.ResourceNameOf != nil {
+			b.resourceName = o.ResourceNameOf(d.Name)
+		}
+		if !reuse.take(&b) {
+			var dev resourceapi.Device
+			dev, b.problems = device(d, b.resourceName, vals)
+			if b.noTopology {
+				delete(dev.Attributes, discovery.AttrNUMANode)
+				delete(dev.Attributes, resourceapi.QualifiedName(discovery.AttrStdNUMANode))
+			}
+			b.attrs = dev.Attributes
+		}
+		reuse.keep(b)
+		problems = append(problems, b.problems...)
+		dev := resourceapi.Device{Name: d.Name, Attributes: b.attrs}
 		// Health is decided once, by health.Of, for the taints, the
 		// kubelet's health stream, the shim and the metrics alike.
 		if o.LinkDown != nil && !health.Of(d).Healthy {
@@ -112,6 +140,14 @@ func Build(inv *discovery.Inventory, o Options) (resourceslice.Pool, []Problem) 
 	return pool, problems
 }
 
+// groupKey is the slice group of a device: its PF, or its own address.
+func groupKey(d *discovery.Device) string {
+	if d.RootDevice != "" {
+		return d.RootDevice
+	}
+	return d.PCIAddress
+}
+
 // LinkDownTaintKey is the taint key of a device whose PF link is down, in
 // the driver's domain: sriov.dra.dev/link-down.
 func LinkDownTaintKey(driverName string) string { return driverName + "/link-down" }
@@ -127,13 +163,20 @@ func linkDownTaint(d *discovery.Device, template *resourceapi.DeviceTaint) resou
 
 // Device converts one discovered device, dropping what the API would reject.
 func Device(d *discovery.Device, resourceNameOf func(string) string) (resourceapi.Device, []Problem) {
-	attrs := d.Attributes()
-	id := d.ID()
-	attrs[AttrMultusDeviceID] = resourceapi.DeviceAttribute{StringValue: &id}
+	rn := ""
 	if resourceNameOf != nil {
-		if rn := resourceNameOf(d.Name); rn != "" {
-			attrs[AttrMultusResourceName] = resourceapi.DeviceAttribute{StringValue: &rn}
-		}
+		rn = resourceNameOf(d.Name)
+	}
+	return device(d, rn, nil)
+}
+
+// device is Device with its classic resource name ("" for none) and the
+// attribute values taken from vals.
+func device(d *discovery.Device, resourceName string, vals *discovery.AttrValues) (resourceapi.Device, []Problem) {
+	attrs := d.SharedAttributes(vals, 2)
+	attrs[AttrMultusDeviceID] = resourceapi.DeviceAttribute{StringValue: vals.String(d.ID())}
+	if resourceName != "" {
+		attrs[AttrMultusResourceName] = resourceapi.DeviceAttribute{StringValue: vals.String(resourceName)}
 	}
 	var problems []Problem
 	for name, v := range attrs {
@@ -201,6 +244,9 @@ type PoolOptions struct {
 	Allocated map[string]selector.Allocated
 	// LinkDown is the taint of devices whose PF link is down (see Options).
 	LinkDown *resourceapi.DeviceTaint
+	// Reuse carries unchanged devices' attributes from one call to the next
+	// (see Options).
+	Reuse *Reuse
 }
 
 // DesiredPool is the pool a node publishes for an inventory: every device,
@@ -210,7 +256,7 @@ type PoolOptions struct {
 // without a config).
 func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) (resourceslice.Pool, *selector.Result, []Problem, error) {
 	var pools *selector.Result
-	o := Options{LinkDown: po.LinkDown}
+	o := Options{LinkDown: po.LinkDown, Reuse: po.Reuse}
 	withhold := po.WithholdPool
 	if cfg != nil {
 		var err error
@@ -218,9 +264,17 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) 
 			return resourceslice.Pool{}, nil, nil, err
 		}
 		pools.Hold(po.Allocated, inv, withhold)
+		// Each pool's name and whether it is withheld, once per pool
+		// rather than once per device.
+		names := make([]string, len(pools.Pools))
+		withheld := make([]bool, len(pools.Pools))
+		for i := range pools.Pools {
+			names[i] = pools.Pools[i].Name()
+			withheld[i] = withhold != nil && withhold(names[i])
+		}
 		o.ResourceNameOf = func(name string) string {
-			if pool, ok := pools.PoolFor(name); ok {
-				return pool.Name()
+			if i, ok := pools.PoolOf[name]; ok {
+				return names[i]
 			}
 			return ""
 		}
@@ -229,7 +283,7 @@ func DesiredPool(inv *discovery.Inventory, cfg *classic.Config, po PoolOptions) 
 			return ok && pool.Config.ExcludeTopology
 		}
 		o.Withhold = func(name string) bool {
-			if pool, ok := pools.PoolFor(name); ok && withhold != nil && withhold(pool.Name()) {
+			if i, ok := pools.PoolOf[name]; ok && withheld[i] {
 				return true
 			}
 			d, ok := inv.Get(name)

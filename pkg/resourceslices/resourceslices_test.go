@@ -2,6 +2,7 @@ package resourceslices_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -263,4 +264,66 @@ func TestDevicesHeldThroughDevicePluginsAreLeftOut(t *testing.T) {
 	// The PF's VFs 0-2 are 0000:3b:02.0-2 (e810: VF offset 16, stride 1).
 	assert.Equal(t, []string{"pci-0000-3b-02-0", "pci-0000-3b-02-2"}, names(map[string]bool{"0000:3b:02.1": true}))
 	assert.Equal(t, []string{"pci-0000-3b-02-0", "pci-0000-3b-02-1", "pci-0000-3b-02-2"}, names(nil), "released: back")
+}
+
+// TestBuildAttributesPerDevice: Build shares attribute values between
+// devices; each device must still carry its own. The expected values come
+// from the e810 profile's spec: ens1f0 (0000:3b:00.0, VF offset 16) has 8
+// VFs at 0000:3b:02.0-7, VFs 6 and 7 on vfio-pci; ens1f1 (0000:3b:00.1,
+// offset 135) has 4 at 0000:3b:11.0-3; both on NUMA node 0, every function
+// in an IOMMU group of its own.
+func TestBuildAttributesPerDevice(t *testing.T) {
+	inv := inventory(t, simhosttest.Profiles(t, "e810"))
+	pool, problems := resourceslices.Build(inv, resourceslices.Options{ResourceNameOf: func(name string) string {
+		if strings.HasPrefix(name, "pci-0000-3b-11-") {
+			return "intel.com/f1"
+		}
+		return "intel.com/f0"
+	}})
+	require.Empty(t, problems)
+	type want struct {
+		pf, root, addr, driver, resource string
+		index                            int64
+	}
+	wants := map[string]want{}
+	for i := range 8 {
+		driver := "iavf"
+		if i >= 6 {
+			driver = "vfio-pci"
+		}
+		wants[fmt.Sprintf("pci-0000-3b-02-%d", i)] = want{"ens1f0", "0000:3b:00.0", fmt.Sprintf("0000:3b:02.%d", i), driver, "intel.com/f0", int64(i)}
+	}
+	for i := range 4 {
+		wants[fmt.Sprintf("pci-0000-3b-11-%d", i)] = want{"ens1f1", "0000:3b:00.1", fmt.Sprintf("0000:3b:11.%d", i), "iavf", "intel.com/f1", int64(i)}
+	}
+	groups := map[int64]string{}
+	seen := 0
+	for _, s := range pool.Slices {
+		for _, d := range s.Devices {
+			w, ok := wants[d.Name]
+			require.True(t, ok, "unexpected device %s", d.Name)
+			seen++
+			str := func(name string) string {
+				v, ok := d.Attributes[resourceapi.QualifiedName(name)]
+				require.True(t, ok && v.StringValue != nil, "%s: no %s", d.Name, name)
+				return *v.StringValue
+			}
+			assert.Equal(t, w.pf, str(discovery.AttrPFName), d.Name)
+			assert.Equal(t, w.root, str(discovery.AttrRootDevice), d.Name)
+			assert.Equal(t, w.addr, str(discovery.AttrPCIAddress), d.Name)
+			assert.Equal(t, w.addr, str(discovery.AttrPCIBusID), d.Name)
+			assert.Equal(t, w.addr, str(resourceslices.AttrMultusDeviceID), d.Name)
+			assert.Equal(t, w.driver, str(discovery.AttrDriver), d.Name)
+			assert.Equal(t, w.resource, str(resourceslices.AttrMultusResourceName), d.Name)
+			assert.Equal(t, "8086", str(discovery.AttrVendor), d.Name)
+			assert.Equal(t, "1889", str(discovery.AttrDeviceID), d.Name)
+			assert.Equal(t, w.index, *d.Attributes[discovery.AttrVFIndex].IntValue, d.Name)
+			assert.Equal(t, int64(0), *d.Attributes[discovery.AttrNUMANode].IntValue, d.Name)
+			assert.False(t, *d.Attributes[discovery.AttrRDMA].BoolValue, d.Name)
+			g := *d.Attributes[discovery.AttrIOMMUGroup].IntValue
+			assert.NotContains(t, groups, g, "%s shares IOMMU group %d", d.Name, g)
+			groups[g] = d.Name
+		}
+	}
+	assert.Equal(t, len(wants), seen)
 }

@@ -45,7 +45,9 @@ type Result struct {
 // config order; a device taken by an earlier pool is not offered to a later
 // one. Within a pool, a device matching any selector object joins it.
 func Select(cfg *classic.Config, inv *discovery.Inventory) (*Result, error) {
-	res := &Result{PoolOf: map[string]int{}}
+	// Sized for every device in a pool, the common case, so that it does
+	// not grow (and copy) a dozen times on a large host.
+	res := &Result{PoolOf: make(map[string]int, inv.Len())}
 	compiled := make([][]matcher, len(cfg.ResourceList))
 	for i := range cfg.ResourceList {
 		r := &cfg.ResourceList[i]
