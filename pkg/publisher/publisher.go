@@ -118,7 +118,10 @@ type Publisher struct {
 // reads the config (a broken one is an error) and the host.
 func New(cfg Config) *Publisher {
 	p := &Publisher{host: cfg.Host, configPath: cfg.ConfigPath, resourcePrefix: cfg.ResourcePrefix, metrics: cfg.Metrics, warn: cfg.Warn,
-		options: resourceslices.PoolOptions{WithholdPool: cfg.WithholdPool,
+		// Reuse: an unchanged device keeps its attribute map from the last
+		// rescan, so that a rescan of a quiet host builds none (and the
+		// comparison with the last pool finds them identical at once).
+		options: resourceslices.PoolOptions{WithholdPool: cfg.WithholdPool, Reuse: &resourceslices.Reuse{},
 			LinkDown: &resourceapi.DeviceTaint{Key: resourceslices.LinkDownTaintKey(cfg.DriverName), Effect: cfg.LinkDownEffect}},
 		allocated: cfg.Held}
 	if cfg.Client != nil {
