@@ -124,16 +124,15 @@ func (v *AttrValues) String(s string) *string {
 	if v == nil {
 		return fresh(s)
 	}
-	if p, ok := v.strs[s]; ok {
-		return p
+	return intern(v.strs, &v.strBlock, s)
+}
+
+// Int returns a pointer to an int64 equal to n.
+func (v *AttrValues) Int(n int64) *int64 {
+	if v == nil {
+		return fresh(n)
 	}
-	if len(v.strBlock) == cap(v.strBlock) {
-		v.strBlock = make([]string, 0, attrBlock)
-	}
-	v.strBlock = append(v.strBlock, s)
-	p := &v.strBlock[len(v.strBlock)-1]
-	v.strs[s] = p
-	return p
+	return intern(v.ints, &v.intBlock, n)
 }
 
 // fresh returns a pointer to a copy of x. Taking the address of the
@@ -141,20 +140,18 @@ func (v *AttrValues) String(s string) *string {
 // call, shared or not.
 func fresh[T any](x T) *T { return &x }
 
-// Int returns a pointer to an int64 equal to n.
-func (v *AttrValues) Int(n int64) *int64 {
-	if v == nil {
-		return fresh(n)
-	}
-	if p, ok := v.ints[n]; ok {
+// intern returns the shared pointer to a value equal to x, storing x in
+// block (allocated attrBlock values at a time) the first time.
+func intern[T comparable](seen map[T]*T, block *[]T, x T) *T {
+	if p, ok := seen[x]; ok {
 		return p
 	}
-	if len(v.intBlock) == cap(v.intBlock) {
-		v.intBlock = make([]int64, 0, attrBlock)
+	if len(*block) == cap(*block) {
+		*block = make([]T, 0, attrBlock)
 	}
-	v.intBlock = append(v.intBlock, n)
-	p := &v.intBlock[len(v.intBlock)-1]
-	v.ints[n] = p
+	*block = append(*block, x)
+	p := &(*block)[len(*block)-1]
+	seen[x] = p
 	return p
 }
 
