@@ -54,6 +54,9 @@ func (m *Model) Capacity(ctx context.Context, o CapacityOptions) (rows []Capacit
 	}
 	nodes := m.Nodes
 	if o.Node != "" {
+		if !slices.Contains(m.Nodes, o.Node) {
+			return nil, nil, m.noSlices(o.Node)
+		}
 		nodes = []string{o.Node}
 	}
 	// Per class, the devices it selects; classes of other drivers select

@@ -39,6 +39,10 @@ func TestCapacity(t *testing.T) {
 		opts: CapacityOptions{Node: "n1", Class: "gpu"},
 		want: []CapacityRow{{Node: "n1", Kind: KindClass, Name: "gpu"}},
 	}, {
+		name:    "a node without the driver's slices",
+		opts:    CapacityOptions{Node: "n9"},
+		wantErr: "node n9: no ResourceSlices of driver sriov.dra.dev (nodes with some: n1, n2)",
+	}, {
 		name:    "unknown class",
 		opts:    CapacityOptions{Class: "nope"},
 		wantErr: "DeviceClass nope not found",

@@ -48,7 +48,7 @@ func (v DeviceView) Health() string {
 func (m *Model) Node(node string) ([]PFGroup, error) {
 	devices := m.OnNode(node)
 	if len(devices) == 0 {
-		return nil, fmt.Errorf("node %s: no ResourceSlices of driver %s (nodes with some: %s)", node, m.Driver, strings.Join(m.Nodes, ", "))
+		return nil, m.noSlices(node)
 	}
 	groups := map[string]*PFGroup{}
 	for _, d := range devices {
@@ -67,6 +67,10 @@ func (m *Model) Node(node string) ([]PFGroup, error) {
 	}
 	slices.SortFunc(out, func(a, b PFGroup) int { return cmp.Compare(a.Root, b.Root) })
 	return out, nil
+}
+
+func (m *Model) noSlices(node string) error {
+	return fmt.Errorf("node %s: no ResourceSlices of driver %s (nodes with some: %s)", node, m.Driver, strings.Join(m.Nodes, ", "))
 }
 
 func (m *Model) view(d *Device) DeviceView {
