@@ -183,6 +183,7 @@ func TestKubectlPlugin(t *testing.T) {
 	require.Len(t, held, running)
 
 	t.Logf("kubectl sriov-dra capacity\n%s", plugin(ctx, t, "capacity"))
+	t.Logf("kubectl sriov-dra capacity --class kp-ens1f0 -o json\n%s", plugin(ctx, t, "capacity", "--class", "kp-ens1f0", "-o", "json"))
 	class := capacityOf(ctx, t, kubectlplugin.KindClass, "kp-ens1f0")
 	assert.Equal(t, []int{ens1f0, running, ens1f0 - running, 0}, []int{class.Total, class.Allocated, class.Free, class.Tainted}, "kp-ens1f0: total, allocated, free, tainted")
 	classic := capacityOf(ctx, t, kubectlplugin.KindResourceName, "intel.com/intel_sriov_netdevice")
