@@ -99,34 +99,38 @@ func (o *options) client() (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-// model reads the driver's slices, every claim and every class.
 func (o *options) model(ctx context.Context) (*Model, error) {
 	c, err := o.client()
 	if err != nil {
 		return nil, err
 	}
-	return read(ctx, c, o.driver)
+	s, err := read(ctx, c, o.driver)
+	if err != nil {
+		return nil, err
+	}
+	return NewModel(s), nil
 }
 
-func read(ctx context.Context, c kubernetes.Interface, driver string) (*Model, error) {
+// read lists the driver's slices, every namespace's claims (any of them may
+// hold a node's devices) and every class.
+func read(ctx context.Context, c kubernetes.Interface, driver string) (Snapshot, error) {
 	s := Snapshot{Driver: driver}
 	slices, err := c.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=" + driver})
 	if err != nil {
-		return nil, fmt.Errorf("list ResourceSlices of driver %s: %w", driver, err)
+		return s, fmt.Errorf("list ResourceSlices of driver %s: %w", driver, err)
 	}
 	s.Slices = slices.Items
-	// Every namespace's claims: any of them may hold a node's devices.
 	claims, err := c.ResourceV1().ResourceClaims(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("list ResourceClaims: %w", err)
+		return s, fmt.Errorf("list ResourceClaims: %w", err)
 	}
 	s.Claims = claims.Items
 	classes, err := c.ResourceV1().DeviceClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("list DeviceClasses: %w", err)
+		return s, fmt.Errorf("list DeviceClasses: %w", err)
 	}
 	s.Classes = classes.Items
-	return NewModel(s), nil
+	return s, nil
 }
 
 func (o *options) why(ctx context.Context, w io.Writer, podName string) error {
@@ -145,9 +149,14 @@ func (o *options) why(ctx context.Context, w io.Writer, podName string) error {
 	if len(pod.Spec.ResourceClaims) == 0 {
 		return fmt.Errorf("pod %s/%s has no resource claims", ns, podName)
 	}
-	m, err := read(ctx, c, o.driver)
+	s, err := read(ctx, c, o.driver)
 	if err != nil {
 		return err
 	}
-	return WriteWhy(w, o.output, m.Why(ctx, pod))
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list Nodes: %w", err)
+	}
+	s.Nodes = nodes.Items
+	return WriteWhy(w, o.output, NewModel(s).Why(ctx, pod))
 }

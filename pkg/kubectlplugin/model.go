@@ -25,6 +25,8 @@ type Snapshot struct {
 	Slices  []resourceapi.ResourceSlice
 	Claims  []resourceapi.ResourceClaim
 	Classes []resourceapi.DeviceClass
+	// Nodes, when given, let why tell the nodes a pod may not run on.
+	Nodes []corev1.Node
 }
 
 // Device is one published device with the claims allocated it.
@@ -48,14 +50,18 @@ type Model struct {
 	Nodes   []string  // the nodes with a pool, sorted
 	Classes []*resourceapi.DeviceClass
 	claims  map[string]*resourceapi.ResourceClaim // by namespace/name
-	byID    map[string]*Device                    // by pool/device
+	nodes   map[string]*corev1.Node
+	byID    map[string]*Device // by pool/device
 	match   *matcher
 }
 
 // NewModel indexes a snapshot. Only the newest generation of each pool
 // counts, as for the scheduler: older slices are being replaced.
 func NewModel(s Snapshot) *Model {
-	m := &Model{Driver: s.Driver, claims: map[string]*resourceapi.ResourceClaim{}, byID: map[string]*Device{}, match: newMatcher(s.Driver)}
+	m := &Model{Driver: s.Driver, claims: map[string]*resourceapi.ResourceClaim{}, nodes: map[string]*corev1.Node{}, byID: map[string]*Device{}, match: newMatcher(s.Driver)}
+	for i := range s.Nodes {
+		m.nodes[s.Nodes[i].Name] = &s.Nodes[i]
+	}
 	gen := map[string]int64{}
 	for i := range s.Slices {
 		sl := &s.Slices[i]

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 )
 
 // Reason says what keeps a request from being allocated on a node.
@@ -16,6 +17,7 @@ type Reason string
 // The reasons, in the words the table prints.
 const (
 	ReasonNone          Reason = "nothing in the way"
+	ReasonNodeExcluded  Reason = "node not selected"
 	ReasonNoMatch       Reason = "no device matches"
 	ReasonAllAllocated  Reason = "all allocated"
 	ReasonTainted       Reason = "tainted"
@@ -54,7 +56,7 @@ func (m *Model) Why(ctx context.Context, pod *corev1.Pod) []WhyRow {
 			rows = append(rows, m.allocated(claim)...)
 		default:
 			for _, r := range claim.Spec.Devices.Requests {
-				rows = append(rows, m.whyRequest(ctx, key, r)...)
+				rows = append(rows, m.whyRequest(ctx, pod, key, r)...)
 			}
 		}
 	}
@@ -84,7 +86,7 @@ type request struct {
 	tolerations []resourceapi.DeviceToleration
 }
 
-func (m *Model) whyRequest(ctx context.Context, claim string, r resourceapi.DeviceRequest) []WhyRow {
+func (m *Model) whyRequest(ctx context.Context, pod *corev1.Pod, claim string, r resourceapi.DeviceRequest) []WhyRow {
 	var reqs []request
 	if e := r.Exactly; e != nil {
 		reqs = append(reqs, request{r.Name, e.DeviceClassName, e.Selectors, e.AllocationMode == resourceapi.DeviceAllocationModeAll, e.Count, e.Tolerations})
@@ -102,12 +104,37 @@ func (m *Model) whyRequest(ctx context.Context, claim string, r resourceapi.Devi
 			continue
 		}
 		for _, node := range m.Nodes {
-			row := m.onNode(ctx, req, selectorsOf(class, req.selectors), node)
+			// The scheduler filters nodes before it looks at devices.
+			row, excluded := m.excludes(pod, node)
+			if !excluded {
+				row = m.onNode(ctx, req, selectorsOf(class, req.selectors), node)
+			}
 			row.Claim, row.Request, row.Node = claim, req.name, node
 			rows = append(rows, row)
 		}
 	}
 	return rows
+}
+
+// excludes reports whether the pod may not run on the node: bound to
+// another, or kept off it by its nodeSelector or required node affinity
+// (judged by the scheduler's own helper). Without the Node object, it may.
+func (m *Model) excludes(pod *corev1.Pod, node string) (WhyRow, bool) {
+	if pod.Spec.NodeName != "" && pod.Spec.NodeName != node {
+		return WhyRow{Reason: ReasonNodeExcluded, Detail: "the pod is bound to node " + pod.Spec.NodeName}, true
+	}
+	n := m.nodes[node]
+	if n == nil {
+		return WhyRow{}, false
+	}
+	ok, err := nodeaffinity.GetRequiredNodeAffinity(pod).Match(n)
+	switch {
+	case err != nil:
+		return WhyRow{Reason: ReasonNodeExcluded, Detail: fmt.Sprintf("the pod's node affinity does not parse: %v", err)}, true
+	case !ok:
+		return WhyRow{Reason: ReasonNodeExcluded, Detail: "the pod's nodeSelector or required node affinity excludes it"}, true
+	}
+	return WhyRow{}, false
 }
 
 // onNode judges one request on one node as the allocator would, counting

@@ -140,3 +140,50 @@ func TestWhyTemplateClaimFirstAvailable(t *testing.T) {
 		"dev/any@n1": ReasonNone, "dev/any@n2": ReasonNone,
 	}, got)
 }
+
+// A node the pod may not run on is said so before its devices are judged;
+// without the Node objects every node is judged.
+func TestWhyNodeNotSelected(t *testing.T) {
+	claim := pending("c", resourceapi.ExactDeviceRequest{DeviceClassName: "vf", Count: 1})
+	nodes := []corev1.Node{{}, {}}
+	nodes[0].Name, nodes[0].Labels = "n1", map[string]string{"zone": "a"}
+	nodes[1].Name, nodes[1].Labels = "n2", map[string]string{"zone": "b"}
+	tests := []struct {
+		name  string
+		pod   func(*corev1.Pod)
+		nodes []corev1.Node
+		want  map[string]Reason // node -> reason
+		n1    string            // n1's detail
+	}{{
+		name:  "node selector",
+		pod:   func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"zone": "b"} },
+		nodes: nodes,
+		want:  map[string]Reason{"n1": ReasonNodeExcluded, "n2": ReasonNone},
+		n1:    "the pod's nodeSelector or required node affinity excludes it",
+	}, {
+		name: "bound to another node",
+		pod:  func(p *corev1.Pod) { p.Spec.NodeName = "n2" },
+		want: map[string]Reason{"n1": ReasonNodeExcluded, "n2": ReasonNone},
+		n1:   "the pod is bound to node n2",
+	}, {
+		name: "node selector, Node objects unknown",
+		pod:  func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"zone": "b"} },
+		want: map[string]Reason{"n1": ReasonNone, "n2": ReasonNone},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := snapshot(claim)
+			s.Nodes = tt.nodes
+			pod := podWith(claim.Name)
+			tt.pod(pod)
+			got := map[string]Reason{}
+			for _, r := range NewModel(s).Why(t.Context(), pod) {
+				got[r.Node] = r.Reason
+				if r.Node == "n1" && tt.n1 != "" {
+					assert.Equal(t, tt.n1, r.Detail)
+				}
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
