@@ -108,7 +108,7 @@ func waitUnschedulable(ctx context.Context, t *testing.T, ns, pod string) {
 }
 
 // pendingPod creates a claim and a pod using it, which must stay pending.
-func pendingPod(ctx context.Context, t *testing.T, ns, name string, req resourceapi.ExactDeviceRequest) {
+func pendingPod(ctx context.Context, t *testing.T, ns, name string, req resourceapi.ExactDeviceRequest, nodeSelector map[string]string) {
 	t.Helper()
 	req.AllocationMode = resourceapi.DeviceAllocationModeExactCount
 	claim := &resourceapi.ResourceClaim{
@@ -117,7 +117,9 @@ func pendingPod(ctx context.Context, t *testing.T, ns, name string, req resource
 	}
 	_, err := cluster.Client.ResourceV1().ResourceClaims(ns).Create(ctx, claim, metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = cluster.Client.CoreV1().Pods(ns).Create(ctx, podWithClaims(ns, name, "sleep 3600", name), metav1.CreateOptions{})
+	pod := podWithClaims(ns, name, "sleep 3600", name)
+	pod.Spec.NodeSelector = nodeSelector
+	_, err = cluster.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	require.NoError(t, err)
 	waitUnschedulable(ctx, t, ns, name)
 }
@@ -154,7 +156,7 @@ func capacityOf(ctx context.Context, t *testing.T, kind, name string) kubectlplu
 
 // TestKubectlPlugin: `kubectl sriov-dra` on the real cluster. The counts
 // it prints equal what the test itself allocated, `node` names the claim
-// and pod holding each VF the test's pods got, and `why` gives each of three
+// and pod holding each VF the test's pods got, and `why` gives each of four
 // pods that cannot be scheduled its own reason, and a running pod none.
 func TestKubectlPlugin(t *testing.T) {
 	ctx := t.Context()
@@ -216,9 +218,11 @@ func TestKubectlPlugin(t *testing.T) {
 	t.Cleanup(func() { setLink(t, h, "ens1f1", true) })
 	require.Eventually(t, func() bool { return len(taintsOf(ctx, t)) == ens1f1 }, 10*time.Second, 50*time.Millisecond, "ens1f1's VFs tainted")
 	pendingPod(ctx, t, ns, "no-match", resourceapi.ExactDeviceRequest{DeviceClassName: "kp-ens1f0", Count: 1,
-		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: `device.attributes["sriov.dra.dev"].vfIndex == 99`}}}})
-	pendingPod(ctx, t, ns, "all-taken", resourceapi.ExactDeviceRequest{DeviceClassName: "kp-ens1f0", Count: int64(ens1f0 - running + 1)})
-	pendingPod(ctx, t, ns, "tainted", resourceapi.ExactDeviceRequest{DeviceClassName: "kp-ens1f1", Count: 1})
+		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: `device.attributes["sriov.dra.dev"].vfIndex == 99`}}}}, nil)
+	pendingPod(ctx, t, ns, "all-taken", resourceapi.ExactDeviceRequest{DeviceClassName: "kp-ens1f0", Count: int64(ens1f0 - running + 1)}, nil)
+	pendingPod(ctx, t, ns, "tainted", resourceapi.ExactDeviceRequest{DeviceClassName: "kp-ens1f1", Count: 1}, nil)
+	// Free devices would do, but the pod may not run on the node.
+	pendingPod(ctx, t, ns, "elsewhere", resourceapi.ExactDeviceRequest{DeviceClassName: "kp-ens1f0", Count: 1}, map[string]string{"kubernetes.io/hostname": "elsewhere"})
 
 	r := whyOnNode(ctx, t, ns, "no-match")
 	assert.Equal(t, kubectlplugin.ReasonNoMatch, r.Reason, r.Detail)
@@ -234,6 +238,9 @@ func TestKubectlPlugin(t *testing.T) {
 	r = whyOnNode(ctx, t, ns, "tainted")
 	assert.Equal(t, kubectlplugin.ReasonTainted, r.Reason, r.Detail)
 	assert.Contains(t, r.Detail, fmt.Sprintf("%d tainted link-down=ens1f1:NoSchedule", ens1f1))
+
+	r = whyOnNode(ctx, t, ns, "elsewhere")
+	assert.Equal(t, kubectlplugin.ReasonNodeExcluded, r.Reason, r.Detail)
 
 	r = whyOnNode(ctx, t, ns, "run-0")
 	assert.Equal(t, kubectlplugin.ReasonNone, r.Reason, r.Detail)
