@@ -27,11 +27,13 @@ type options struct {
 func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	o := &options{config: genericclioptions.NewConfigFlags(true), io: streams}
 	root := &cobra.Command{
-		Use:           "kubectl sriov-dra",
+		Use:           "sriov-dra",
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl sriov-dra"},
 		Short:         "Free SR-IOV devices per node and class, a node's devices and their holders, and why a pod's claims are not allocated",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	o.config.AddFlags(root.PersistentFlags())
