@@ -19,6 +19,7 @@ all: lint test build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/sriov-dra ./cmd/sriov-dra
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kubectl-sriov_dra ./cmd/kubectl-sriov_dra
 
 # test: the unit tests; hack/testreport prints each package's result, the
 # output of failed tests, every skipped test with its reason, and a count.

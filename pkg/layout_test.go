@@ -49,14 +49,16 @@ var allowed = map[string][]string{
 	"pkg/claims":              {"api/netconfig/v1alpha1", "pkg/checkpoint", "pkg/discovery", "pkg/host", "pkg/metrics", "pkg/nodefiles", "pkg/nodestate", "pkg/prepare", "pkg/selector"},
 	"pkg/driver":              {"pkg/claims", "pkg/deviceplugin", "pkg/health", "pkg/metrics", "pkg/nodeevents", "pkg/nodestate", "pkg/podnet", "pkg/publisher"},
 	"pkg/simhost":             {"pkg/host"},
+	"pkg/kubectlplugin":       {"pkg/discovery", "pkg/resourceslices"},
 	"pkg/simhost/simhosttest": {"pkg/simhost"},
 	"cmd/sriov-dra": {"api/classic/v1", "api/netconfig/v1alpha1", "pkg/convert", "pkg/discovery", "pkg/driver", "pkg/host", "pkg/resourceslices",
 		"pkg/selector", "pkg/simhost", "pkg/deviceplugin", "pkg/health"},
-	"e2e/framework":       {"pkg/ociimage"},
-	"e2e/cmd/e2e-cluster": {"e2e/framework"},
-	"e2e/images/pause":    nil,
-	"hack/image":          {"pkg/ociimage"},
-	"hack/testreport":     nil,
+	"cmd/kubectl-sriov_dra": {"pkg/kubectlplugin"},
+	"e2e/framework":         {"pkg/ociimage"},
+	"e2e/cmd/e2e-cluster":   {"e2e/framework"},
+	"e2e/images/pause":      nil,
+	"hack/image":            {"pkg/ociimage"},
+	"hack/testreport":       nil,
 }
 
 type listedPackage struct {
