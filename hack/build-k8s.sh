@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes components, etcd, containerd and helm that the
-# integration/e2e harness runs, into _output/bin. Each binary is rebuilt only
+# Builds the pinned Kubernetes components, etcd, containerd, helm,
+# golangci-lint and prometheus/promtool that lint, the chart check and the
+# integration/e2e harness run, into _output/bin. Each binary is rebuilt only
 # when it is missing (Go's build cache makes a forced rebuild cheap anyway).
 set -euo pipefail
 
@@ -64,6 +65,23 @@ build_golangci_lint() {
 		-ldflags "-s -w -X main.version=${GOLANGCI_LINT_VERSION#v}" -o "$bin/golangci-lint" github.com/golangci/golangci-lint/v2/cmd/golangci-lint)
 }
 
+# prometheus and promtool: `make lint` checks and unit-tests the alerting
+# rules (deployments/prometheus) with promtool; the e2e alert test runs the
+# server against the daemon. Only the static, file and HTTP service discovery
+# (remove_all_sd): the cloud SDKs would more than double the build. No
+# built-in web UI assets (the tests use the HTTP API only).
+PROMETHEUS_VERSION=v3.16.0 # module github.com/prometheus/prometheus v0.316.0
+build_prometheus() {
+	local want=()
+	for c in prometheus promtool; do
+		[ -x "$bin/$c" ] || want+=("github.com/prometheus/prometheus/cmd/$c")
+	done
+	[ ${#want[@]} -gt 0 ] || return 0
+	log "building ${want[*]} ($PROMETHEUS_VERSION)"
+	(cd "$root/hack/tools/prometheus" && CGO_ENABLED=0 go build -trimpath -tags "netgo remove_all_sd" \
+		-ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}" -o "$bin/" "${want[@]}")
+}
+
 # The e2e cluster's sandbox image runs this (see e2e/images/pause).
 build_pause() {
 	[ -x "$bin/pause" ] && return 0
@@ -72,6 +90,6 @@ build_pause() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd helm golangci_lint pause)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd helm golangci_lint prometheus pause)
 for t in "${targets[@]}"; do "build_$t"; done
 log "done: $(ls "$bin" | tr '\n' ' ')"
