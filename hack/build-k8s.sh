@@ -16,15 +16,22 @@ HELM_VERSION=v4.3.2
 
 log() { printf '[build-k8s] %s\n' "$*" >&2; }
 
+# missing PREFIX NAME...: PREFIX/NAME for each NAME not yet in $bin.
+missing() {
+	local prefix=$1 c
+	shift
+	for c in "$@"; do
+		[ -x "$bin/$c" ] || echo "$prefix/$c"
+	done
+}
+
 build_kubernetes() {
 	local ldflags="-s -w"
 	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 		ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=37 -X $pkg.gitTreeState=clean"
 	done
-	local want=()
-	for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-		[ -x "$bin/$c" ] || want+=("k8s.io/kubernetes/cmd/$c")
-	done
+	local want
+	mapfile -t want < <(missing k8s.io/kubernetes/cmd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 	[ ${#want[@]} -gt 0 ] || return 0
 	log "building ${want[*]} ($K8S_VERSION)"
 	(cd "$root/hack/tools/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/" "${want[@]}")
@@ -37,10 +44,8 @@ build_etcd() {
 }
 
 build_containerd() {
-	local want=()
-	for c in containerd containerd-shim-runc-v2 ctr; do
-		[ -x "$bin/$c" ] || want+=("github.com/containerd/containerd/v2/cmd/$c")
-	done
+	local want
+	mapfile -t want < <(missing github.com/containerd/containerd/v2/cmd containerd containerd-shim-runc-v2 ctr)
 	[ ${#want[@]} -gt 0 ] || return 0
 	log "building ${want[*]} ($CONTAINERD_VERSION)"
 	(cd "$root/hack/tools/containerd" && CGO_ENABLED=0 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
@@ -72,10 +77,8 @@ build_golangci_lint() {
 # built-in web UI assets (the tests use the HTTP API only).
 PROMETHEUS_VERSION=v3.16.0 # module github.com/prometheus/prometheus v0.316.0
 build_prometheus() {
-	local want=()
-	for c in prometheus promtool; do
-		[ -x "$bin/$c" ] || want+=("github.com/prometheus/prometheus/cmd/$c")
-	done
+	local want
+	mapfile -t want < <(missing github.com/prometheus/prometheus/cmd prometheus promtool)
 	[ ${#want[@]} -gt 0 ] || return 0
 	log "building ${want[*]} ($PROMETHEUS_VERSION)"
 	(cd "$root/hack/tools/prometheus" && CGO_ENABLED=0 go build -trimpath -tags "netgo remove_all_sd" \
