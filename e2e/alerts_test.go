@@ -192,12 +192,20 @@ func TestAlerts(t *testing.T) {
 		}
 		return got == len(want)
 	}, 10*time.Second, 200*time.Millisecond, "all %d alerting rules evaluated, health ok: %+v", len(want), rules)
-	for _, m := range []string{"sriov_dra_ready", "sriov_dra_resourceslices_synced", "sriov_dra_checkpoint_readable"} {
-		v := prom.query(t, m)
-		require.Len(t, v, 1, m)
-		assert.Equal(t, "1", v[0].Value[1], m)
-	}
-	assert.Equal(t, "0", prom.query(t, "sriov_dra_devices_unhealthy")[0].Value[1])
+	// The driver as Prometheus sees it: ready, its slices in the API, its
+	// checkpoint readable, every device healthy.
+	healthy := map[string]string{"sriov_dra_ready": "1", "sriov_dra_resourceslices_synced": "1",
+		"sriov_dra_checkpoint_readable": "1", "sriov_dra_devices_unhealthy": "0"}
+	got := map[string]string{}
+	require.Eventually(t, func() bool {
+		for m := range healthy {
+			got[m] = ""
+			if v := prom.query(t, m); len(v) == 1 {
+				got[m], _ = v[0].Value[1].(string)
+			}
+		}
+		return assert.ObjectsAreEqual(healthy, got)
+	}, 30*time.Second, 200*time.Millisecond, "the driver healthy, through Prometheus: %v", got)
 
 	// Anything that fires during the test, by name.
 	seen := map[string]bool{}
