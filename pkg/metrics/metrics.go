@@ -65,10 +65,8 @@ type Metrics struct {
 	NetdevMoves        *prometheus.CounterVec
 	ConfigWarnings     prometheus.Gauge
 
-	// slicesSynced answers sriov_dra_resourceslices_synced once WatchSlices
-	// has set it.
-	slicesOnce   sync.Once
-	slicesSynced func() bool
+	// slicesOnce registers sriov_dra_resourceslices_synced (WatchSlices).
+	slicesOnce sync.Once
 }
 
 // New registers the metrics in a registry of their own, with the Go runtime
@@ -130,10 +128,9 @@ func New() *Metrics {
 // the metric is not exposed. Only the first call counts.
 func (m *Metrics) WatchSlices(synced func() bool) {
 	m.slicesOnce.Do(func() {
-		m.slicesSynced = synced
 		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "resourceslices_synced",
 			Help: "1 while the API holds the ResourceSlices the driver last asked for, 0 while they are still to be written or writing them fails."},
-			func() float64 { return boolValue(m.slicesSynced()) }))
+			func() float64 { return boolValue(synced()) }))
 	})
 }
 
