@@ -31,12 +31,17 @@ bench:
 	@./hack/bench-summary.sh $(OUTPUT)/bench.txt
 
 # lint: golangci-lint (pinned, built by make tools; its checks and why are in
-# .golangci.yml) over every package and both test tiers' build tags.
-lint: $(BIN)/golangci-lint
+# .golangci.yml) over every package and both test tiers' build tags; then the
+# alerting rules checked and unit-tested with promtool (hack/alerts.sh).
+lint: $(BIN)/golangci-lint $(BIN)/promtool
 	$(BIN)/golangci-lint run ./...
+	./hack/alerts.sh
 
 $(BIN)/golangci-lint:
 	./hack/build-k8s.sh golangci_lint
+
+$(BIN)/promtool:
+	./hack/build-k8s.sh prometheus
 
 fuzz:
 	TMPDIR=$(TEST_TMPDIR) $(GO) test ./pkg/pfrange/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)

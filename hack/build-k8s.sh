@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes components, etcd, containerd and helm that the
-# integration/e2e harness runs, into _output/bin. Each binary is rebuilt only
+# Builds the pinned Kubernetes components, etcd, containerd, helm,
+# golangci-lint and prometheus/promtool that lint, the chart check and the
+# integration/e2e harness run, into _output/bin. Each binary is rebuilt only
 # when it is missing (Go's build cache makes a forced rebuild cheap anyway).
 set -euo pipefail
 
@@ -15,15 +16,22 @@ HELM_VERSION=v4.3.2
 
 log() { printf '[build-k8s] %s\n' "$*" >&2; }
 
+# missing PREFIX NAME...: PREFIX/NAME for each NAME not yet in $bin.
+missing() {
+	local prefix=$1 c
+	shift
+	for c in "$@"; do
+		[ -x "$bin/$c" ] || echo "$prefix/$c"
+	done
+}
+
 build_kubernetes() {
 	local ldflags="-s -w"
 	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 		ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=37 -X $pkg.gitTreeState=clean"
 	done
-	local want=()
-	for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-		[ -x "$bin/$c" ] || want+=("k8s.io/kubernetes/cmd/$c")
-	done
+	local want
+	mapfile -t want < <(missing k8s.io/kubernetes/cmd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 	[ ${#want[@]} -gt 0 ] || return 0
 	log "building ${want[*]} ($K8S_VERSION)"
 	(cd "$root/hack/tools/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/" "${want[@]}")
@@ -36,10 +44,8 @@ build_etcd() {
 }
 
 build_containerd() {
-	local want=()
-	for c in containerd containerd-shim-runc-v2 ctr; do
-		[ -x "$bin/$c" ] || want+=("github.com/containerd/containerd/v2/cmd/$c")
-	done
+	local want
+	mapfile -t want < <(missing github.com/containerd/containerd/v2/cmd containerd containerd-shim-runc-v2 ctr)
 	[ ${#want[@]} -gt 0 ] || return 0
 	log "building ${want[*]} ($CONTAINERD_VERSION)"
 	(cd "$root/hack/tools/containerd" && CGO_ENABLED=0 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
@@ -64,6 +70,21 @@ build_golangci_lint() {
 		-ldflags "-s -w -X main.version=${GOLANGCI_LINT_VERSION#v}" -o "$bin/golangci-lint" github.com/golangci/golangci-lint/v2/cmd/golangci-lint)
 }
 
+# prometheus and promtool: `make lint` checks and unit-tests the alerting
+# rules (deployments/prometheus) with promtool; the e2e alert test runs the
+# server against the daemon. Only the static, file and HTTP service discovery
+# (remove_all_sd): the cloud SDKs would more than double the build. No
+# built-in web UI assets (the tests use the HTTP API only).
+PROMETHEUS_VERSION=v3.16.0 # module github.com/prometheus/prometheus v0.316.0
+build_prometheus() {
+	local want
+	mapfile -t want < <(missing github.com/prometheus/prometheus/cmd prometheus promtool)
+	[ ${#want[@]} -gt 0 ] || return 0
+	log "building ${want[*]} ($PROMETHEUS_VERSION)"
+	(cd "$root/hack/tools/prometheus" && CGO_ENABLED=0 go build -trimpath -tags "netgo remove_all_sd" \
+		-ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}" -o "$bin/" "${want[@]}")
+}
+
 # The e2e cluster's sandbox image runs this (see e2e/images/pause).
 build_pause() {
 	[ -x "$bin/pause" ] && return 0
@@ -72,6 +93,6 @@ build_pause() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd helm golangci_lint pause)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd containerd helm golangci_lint prometheus pause)
 for t in "${targets[@]}"; do "build_$t"; done
 log "done: $(ls "$bin" | tr '\n' ' ')"

@@ -41,12 +41,23 @@ check)
 		"--set classicConfig.content=null --set metrics.enabled=false --set ownNodePolicy.enabled=false --set-json deviceClasses=[]"
 		"--set nri.enabled=true --set nri.socketDir=/run/containerd/nri"
 		"--set driverName=sriov.example.com --set logging.format=json --set logging.verbosity=4 --set-json tolerations=[{\"operator\":\"Exists\"}]"
+		"--set prometheusRule.enabled=true --set prometheusRule.labels.release=kube-prometheus-stack --set grafanaDashboard.enabled=true --set grafanaDashboard.annotations.grafana_folder=SR-IOV"
 	)
 	for s in "${sets[@]}"; do
 		# shellcheck disable=SC2086
 		"$helm" template sriov-dra "$chart" --namespace sriov-dra $s > /dev/null || { echo "helm template failed with: $s" >&2; exit 1; }
 		echo "rendered: ${s:-(defaults)}"
 	done
+	# Enabled, the PrometheusRule carries every alert of files/alerts.yaml and
+	# the dashboard ConfigMap the sidecar's label.
+	monitoring=$("$helm" template sriov-dra "$chart" --namespace sriov-dra --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true)
+	alerts=$(grep -c '^ *- alert: ' "$chart/files/alerts.yaml")
+	if ! grep -q '^kind: PrometheusRule$' <<<"$monitoring" || [ "$(grep -c '^ *- alert: ' <<<"$monitoring")" != "$alerts" ] ||
+		! grep -q '^    grafana_dashboard: "1"$' <<<"$monitoring" || ! grep -q '^  sriov-dra.json: |$' <<<"$monitoring"; then
+		echo "prometheusRule.enabled and grafanaDashboard.enabled do not render the $alerts alerts and the dashboard" >&2
+		exit 1
+	fi
+	echo "the PrometheusRule renders the $alerts alerts, the dashboard ConfigMap its label"
 	if ! diff -u "$manifests" <(render); then
 		echo "$manifests is not what the chart renders: run make manifests" >&2
 		exit 1

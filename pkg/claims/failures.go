@@ -7,16 +7,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
+
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 )
 
 // Reasons a whole prepare or unprepare call failed, as the errors metrics
-// count them. A failure of one claim within a call is reasonClaim.
+// count them (pkg/metrics exposes each from the start). A failure of one
+// claim within a call is reasonClaim.
 const (
-	reasonClaim      = "claim"
-	reasonCheckpoint = "checkpoint"
-	reasonDiscovery  = "discovery"
-	reasonBind       = "bind"
-	reasonCanceled   = "canceled"
+	reasonClaim      = metrics.ReasonClaim
+	reasonCheckpoint = metrics.ReasonCheckpoint
+	reasonDiscovery  = metrics.ReasonDiscovery
+	reasonBind       = metrics.ReasonBind
+	reasonCanceled   = metrics.ReasonCanceled
 )
 
 // callFailure is an error that failed a whole call, with its reason.
@@ -45,7 +48,7 @@ func failureReason(err error) string {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return reasonCanceled
 	}
-	return "other"
+	return metrics.ReasonOther
 }
 
 // callDone times a prepare or unprepare call and, when the whole call

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,26 @@ import (
 )
 
 const namespace = "sriov_dra"
+
+// The reason label of the prepare and unprepare errors counters. Each one a
+// call can fail with is exposed from the start, at 0, so that the first
+// failure of a reason is an increase a rule sees (a series that appears at
+// 1 has none).
+const (
+	// ReasonClaim is one claim of a call that failed.
+	ReasonClaim = "claim"
+	// The rest are whole calls that failed, by why.
+	ReasonCheckpoint = "checkpoint"
+	ReasonDiscovery  = "discovery"
+	ReasonBind       = "bind"
+	ReasonCanceled   = "canceled"
+	ReasonOther      = "other"
+)
+
+var (
+	prepareReasons   = []string{ReasonClaim, ReasonCheckpoint, ReasonDiscovery, ReasonBind, ReasonCanceled, ReasonOther}
+	unprepareReasons = []string{ReasonClaim, ReasonCheckpoint, ReasonCanceled, ReasonOther}
+)
 
 // Metrics are the daemon's measurements, in a registry of their own.
 type Metrics struct {
@@ -43,6 +64,9 @@ type Metrics struct {
 	NRIConnected       prometheus.Gauge
 	NetdevMoves        *prometheus.CounterVec
 	ConfigWarnings     prometheus.Gauge
+
+	// slicesOnce registers sriov_dra_resourceslices_synced (WatchSlices).
+	slicesOnce sync.Once
 }
 
 // New registers the metrics in a registry of their own, with the Go runtime
@@ -88,7 +112,33 @@ func New() *Metrics {
 		m.UnprepareErrors, m.Rescans, m.RescanDuration, m.SliceWrites, m.Rebinds, m.LegacyAllocations, m.CheckpointReadable,
 		m.NRIConnected, m.NetdevMoves, m.ConfigWarnings)
 	m.CheckpointReadable.Set(1)
+	for _, r := range prepareReasons {
+		m.PrepareErrors.WithLabelValues(r)
+	}
+	for _, r := range unprepareReasons {
+		m.UnprepareErrors.WithLabelValues(r)
+	}
 	return m
+}
+
+// WatchSlices exposes sriov_dra_resourceslices_synced: 1 while the API held
+// the ResourceSlices the driver last asked for at its writer's last look, 0
+// while they are still to be written or writing them fails. synced is asked
+// at each scrape. Without a call (nothing published: the legacy shim alone)
+// the metric is not exposed. Only the first call counts.
+func (m *Metrics) WatchSlices(synced func() bool) {
+	m.slicesOnce.Do(func() {
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "resourceslices_synced",
+			Help: "1 while the API holds the ResourceSlices the driver last asked for, 0 while they are still to be written or writing them fails."},
+			func() float64 { return boolValue(synced()) }))
+	})
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Checks answer the health endpoints: nil is healthy, an error says why not.
@@ -129,6 +179,13 @@ func (m *Metrics) Serve(ctx context.Context, cfg ServeConfig, checks Checks) err
 	mux.HandleFunc("/healthz", check(checks.Alive))
 	mux.HandleFunc("/readyz", check(checks.Ready))
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	// /readyz's answer as a metric, asked at each scrape: alerts see a
+	// driver that is up but not ready.
+	if err := m.registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "ready",
+		Help: "1 while /readyz passes (registered with the kubelet, devices published, NRI connected where enabled), 0 while it fails."},
+		func() float64 { return boolValue(checks.Ready == nil || checks.Ready() == nil) })); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	var tcp, unix net.Listener
 	if addr != "" {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {

@@ -130,6 +130,7 @@ func New(cfg Config) *Publisher {
 			OnWrite:  func(verb string) { cfg.Metrics.SliceWrites.WithLabelValues(verb).Inc() },
 		})
 		p.slices = p.writer
+		cfg.Metrics.WatchSlices(p.writer.Synced)
 	}
 	if cfg.PodResourcesSocket != "" {
 		p.legacyInUse = func(ctx context.Context, resources map[string]bool) (map[string]bool, error) {
