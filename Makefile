@@ -13,7 +13,7 @@ FUZZTIME ?= 2m
 BENCHTIME ?= 1s
 DEMO_DIR ?= $(OUTPUT)/demo
 
-.PHONY: previous-release bench-scale demo-helm helm manifests image all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
+.PHONY: release previous-release bench-scale demo-helm helm manifests image all build test bench bench-e2e lint fuzz demo demo-host clean tools e2e e2e-kernel cluster-up cluster-down
 
 all: lint test build
 
@@ -76,6 +76,18 @@ image:
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(OUTPUT)/image/$$arch/sriov-dra ./cmd/sriov-dra; \
 		bins+=(--binary linux/$$arch=$(OUTPUT)/image/$$arch/sriov-dra); done; \
 	$(GO) run ./hack/image --name $(IMAGE) --out $(IMAGE_ARCHIVE) "$${bins[@]}"
+
+# release: the kubectl plugin as release binaries with their SHA-256 sums,
+# in _output/release. Linux only: the plugin reads attribute names through
+# pkg/discovery, which links pkg/host's netlink code. It is not in the node
+# image: it would grow it from 20.8 to 34.5 MB compressed on every node for a
+# tool run from an operator's machine.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+release:
+	@set -e; rm -rf $(OUTPUT)/release; mkdir -p $(OUTPUT)/release; for p in $(RELEASE_PLATFORMS); do \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags "-s -w" \
+			-o $(OUTPUT)/release/kubectl-sriov_dra-$${p%/*}-$${p#*/} ./cmd/kubectl-sriov_dra; done; \
+	cd $(OUTPUT)/release && sha256sum kubectl-sriov_dra-* > SHA256SUMS && cat SHA256SUMS
 
 tools:
 	./hack/build-k8s.sh
