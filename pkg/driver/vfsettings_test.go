@@ -84,13 +84,19 @@ func (h *vfWatch) SetVF(pf string, index int, c host.VFConfig) error {
 	return h.Host.SetVF(pf, index, c)
 }
 
+// watchedNode is an e810 node whose host is a vfWatch.
+func watchedNode(t *testing.T, lazy bool) (*testNode, *vfWatch) {
+	var n *testNode
+	watch := &vfWatch{look: func() checkpoint.Data { return n.checkpoint(t) }, lazy: lazy}
+	n = newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, wrap: func(h Host) Host { watch.Host = h; return watch }})
+	return n, watch
+}
+
 // TestVFSettingsRecordedBeforeTheyChange: the VF's original settings are in
 // the checkpoint on disk before the PF changes them, so that a crash at any
 // point leaves recovery what puts them back; recovery does.
 func TestVFSettingsRecordedBeforeTheyChange(t *testing.T) {
-	var n *testNode
-	watch := &vfWatch{look: func() checkpoint.Data { return n.checkpoint(t) }}
-	n = newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, wrap: func(h Host) Host { watch.Host = h; return watch }})
+	n, watch := watchedNode(t, false)
 	require.NoError(t, n.prepareOne(t, claimFor("dpdk", vfioWithSettings, "pci-0000-3b-02-1")).Err)
 	require.Len(t, watch.records, 1)
 	require.NotNil(t, watch.records[0], "the record was on disk before the PF changed anything")
@@ -113,9 +119,7 @@ func TestVFSettingsRecordedBeforeTheyChange(t *testing.T) {
 // error and does not apply is found by reading it back: the claim fails
 // with what is missing, and nothing stays changed.
 func TestVFSettingRefusedByThePF(t *testing.T) {
-	var n *testNode
-	watch := &vfWatch{look: func() checkpoint.Data { return n.checkpoint(t) }, lazy: true}
-	n = newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, wrap: func(h Host) Host { watch.Host = h; return watch }})
+	n, watch := watchedNode(t, true)
 	res := n.prepareOne(t, claimFor("dpdk", vfioWithSettings, "pci-0000-3b-02-1"))
 	require.Error(t, res.Err)
 	assert.Contains(t, res.Err.Error(), "device pci-0000-3b-02-1: PF ens1f0 did not apply to VF 1: link state disable (the PF shows auto)")
@@ -129,9 +133,7 @@ func TestVFSettingRefusedByThePF(t *testing.T) {
 // not even "put back" (restoring a MAC never changed is not harmless: igb
 // then pins it).
 func TestVFSettingsRefusedLeaveTheNextVFAlone(t *testing.T) {
-	var n *testNode
-	watch := &vfWatch{look: func() checkpoint.Data { return n.checkpoint(t) }, lazy: true}
-	n = newTestNode(t, nodeOpts{spec: e810(), objects: []runtime.Object{testClass}, wrap: func(h Host) Host { watch.Host = h; return watch }})
+	n, watch := watchedNode(t, true)
 	res := n.prepareOne(t, claimFor("dpdk", vfioWithSettings, "pci-0000-3b-02-1", "pci-0000-3b-02-2"))
 	require.Error(t, res.Err)
 	assert.Equal(t, map[int]int{1: 2}, watch.calls, "VF 1 set and put back; VF 2 never touched")
