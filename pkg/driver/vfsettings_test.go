@@ -119,7 +119,7 @@ func TestVFSettingsRecordedBeforeTheyChange(t *testing.T) {
 // error and does not apply is found by reading it back: the claim fails
 // with what is missing, and nothing stays changed.
 func TestVFSettingRefusedByThePF(t *testing.T) {
-	n, watch := watchedNode(t, true)
+	n, _ := watchedNode(t, true)
 	res := n.prepareOne(t, claimFor("dpdk", vfioWithSettings, "pci-0000-3b-02-1"))
 	require.Error(t, res.Err)
 	assert.Contains(t, res.Err.Error(), "device pci-0000-3b-02-1: PF ens1f0 did not apply to VF 1: link state disable (the PF shows auto)")
