@@ -232,19 +232,20 @@ func (p *Executor) entryFor(pl *prepare.ClaimPlan) (checkpoint.Claim, error) {
 	e := checkpoint.Claim{Namespace: pl.Claim.Namespace, Name: pl.Claim.Name, State: checkpoint.StatePreparing,
 		CDISpec: filepath.Join(p.cdiRoot, prepare.SpecFileName(prepare.CDIKind(p.driverName), pl.ID))}
 	for _, d := range pl.Devices {
-		cd := checkpoint.Device{Request: d.Request, Pool: d.Pool, Name: d.Device.Name, PCIAddress: d.Device.PCIAddress, Network: d.Options.Network,
+		cd := checkpoint.Device{Request: d.Request, Pool: d.Pool, Name: d.Device.Name, PCIAddress: d.Device.PCIAddress,
 			ClassicPool: &d.ClassicPool}
 		if driver, ok := d.Rebind(); ok {
 			cd.OriginalDriver, cd.BoundDriver = d.Device.Driver, driver
 		}
 		if d.SettingsAtPrepare() {
-			// Not moved into the pod: its settings are set now.
-			cd.Network = nil
+			// No netdev to move: its VF settings are set now.
 			set, err := p.podnet.ReadVF(d.Device, d.Options.Network)
 			if err != nil {
 				return checkpoint.Claim{}, err
 			}
 			cd.VFSet = set
+		} else {
+			cd.Network = d.Options.Network // its netdev goes into the pod
 		}
 		e.Devices = append(e.Devices, cd)
 	}

@@ -141,24 +141,25 @@ func (s VFState) Changes(c VFConfig) VFConfig {
 // Differs lists the settings c asks for that s does not show: what a PF's
 // driver took without an error and did not apply.
 func (s VFState) Differs(c VFConfig) []string {
-	want, have := s.Apply(c).Normalized(), s.Normalized()
+	// What is still to change is what the PF did not apply.
+	left, want, have := s.Changes(c), s.Apply(c).Normalized(), s.Normalized()
 	var out []string
-	if c.MAC != nil && !strings.EqualFold(want.MAC, have.MAC) {
+	if left.MAC != nil {
 		out = append(out, fmt.Sprintf("mac %s (the PF shows %s)", want.MAC, have.MAC))
 	}
-	if c.VLAN != nil && want.VLAN != have.VLAN || c.QoS != nil && want.QoS != have.QoS {
+	if left.VLAN != nil || left.QoS != nil {
 		out = append(out, fmt.Sprintf("vlan %d qos %d (the PF shows %d, %d)", want.VLAN, want.QoS, have.VLAN, have.QoS))
 	}
-	if c.Trust != nil && want.Trust != have.Trust {
+	if left.Trust != nil {
 		out = append(out, fmt.Sprintf("trust %t", want.Trust))
 	}
-	if c.SpoofChk != nil && want.SpoofChk != have.SpoofChk {
+	if left.SpoofChk != nil {
 		out = append(out, fmt.Sprintf("spoof check %t", want.SpoofChk))
 	}
-	if (c.MinTxRate != nil || c.MaxTxRate != nil) && (want.MinTxRate != have.MinTxRate || want.MaxTxRate != have.MaxTxRate) {
+	if left.MinTxRate != nil || left.MaxTxRate != nil {
 		out = append(out, fmt.Sprintf("tx rate %d-%d Mbps (the PF shows %d-%d)", want.MinTxRate, want.MaxTxRate, have.MinTxRate, have.MaxTxRate))
 	}
-	if c.LinkState != nil && want.LinkState != have.LinkState {
+	if left.LinkState != nil {
 		out = append(out, fmt.Sprintf("link state %s (the PF shows %s)", want.LinkState, have.LinkState))
 	}
 	return out

@@ -204,7 +204,7 @@ func (in *Input) checkNetwork(dp *DevicePlan) error {
 	if n == nil {
 		return nil
 	}
-	vfOnly := n.VLAN != nil || n.VLANQoS != nil || n.Trust != nil || n.SpoofChk != nil || n.MinTxRate != nil || n.MaxTxRate != nil || n.LinkState != ""
+	setsVF := n.VLAN != nil || n.VLANQoS != nil || n.Trust != nil || n.SpoofChk != nil || n.MinTxRate != nil || n.MaxTxRate != nil || n.LinkState != ""
 	driver := d.Driver
 	if to, ok := dp.Rebind(); ok {
 		driver = to
@@ -220,7 +220,7 @@ func (in *Input) checkNetwork(dp *DevicePlan) error {
 		return nil
 	case !in.PodNetwork:
 		return fmt.Errorf("device %s: config has a network section, but this driver does not move netdevs into pods (start it with --nri)", d.Name)
-	case d.FunctionType != discovery.FunctionVF && vfOnly:
+	case d.FunctionType != discovery.FunctionVF && setsVF:
 		return fmt.Errorf("device %s: network.vlan, vlanQoS, trust, spoofChk, minTxRate, maxTxRate and linkState are VF settings held by a PF, and this device is a %s", d.Name, d.FunctionType)
 	}
 	return nil
