@@ -11,16 +11,9 @@ import (
 	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 )
 
-// Reasons a whole prepare or unprepare call failed, as the errors metrics
-// count them (pkg/metrics exposes each from the start). A failure of one
-// claim within a call is reasonClaim.
-const (
-	reasonClaim      = metrics.ReasonClaim
-	reasonCheckpoint = metrics.ReasonCheckpoint
-	reasonDiscovery  = metrics.ReasonDiscovery
-	reasonBind       = metrics.ReasonBind
-	reasonCanceled   = metrics.ReasonCanceled
-)
+// The reason a call failed is one of pkg/metrics' Reason* labels, which it
+// exposes from the start; a failure of one claim within a call is
+// metrics.ReasonClaim.
 
 // callFailure is an error that failed a whole call, with its reason.
 type callFailure struct {
@@ -46,7 +39,7 @@ func failureReason(err error) string {
 		return f.reason
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return reasonCanceled
+		return metrics.ReasonCanceled
 	}
 	return metrics.ReasonOther
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/discovery"
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/nodefiles"
 	"github.com/sriov-dra/sriov-dra/pkg/prepare"
 )
@@ -61,7 +62,7 @@ func (p *Executor) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 	}
 	plans, err := p.resolve(ctx, in)
 	if err != nil {
-		return nil, failed(reasonDiscovery, err)
+		return nil, failed(metrics.ReasonDiscovery, err)
 	}
 	logGrants(ctx, plans)
 	// Record intent, the drivers and VF settings to restore, before
@@ -77,11 +78,11 @@ func (p *Executor) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		}
 	}
 	if err := p.state.Save(cp); err != nil {
-		return nil, failed(reasonCheckpoint, err)
+		return nil, failed(metrics.ReasonCheckpoint, err)
 	}
 	inv, err := p.bind(ctx, plans)
 	if err != nil {
-		return nil, failed(reasonBind, err)
+		return nil, failed(metrics.ReasonBind, err)
 	}
 	p.setVFs(plans, cp)
 	for i, r := range prepare.Render(p.driverName, plans, inv, p.host) {
@@ -92,7 +93,7 @@ func (p *Executor) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		claim := plans[i].Claim
 		if r.Err != nil {
 			klog.FromContext(ctx).Error(r.Err, "Prepare failed", "claim", klog.KObj(claim))
-			p.metrics.PrepareErrors.WithLabelValues(reasonClaim).Inc()
+			p.metrics.PrepareErrors.WithLabelValues(metrics.ReasonClaim).Inc()
 			if _, recorded := cp.Claims[r.ID]; recorded {
 				p.logRollback(ctx, entry, p.rollback(ctx, entry))
 				delete(cp.Claims, r.ID)
@@ -105,7 +106,7 @@ func (p *Executor) prepare(ctx context.Context, claims []*resourceapi.ResourceCl
 		out[claim.UID] = resultFor(entry, claim, p.storedMetadata)
 	}
 	if err := p.state.Save(cp); err != nil {
-		return nil, failed(reasonCheckpoint, err)
+		return nil, failed(metrics.ReasonCheckpoint, err)
 	}
 	for uid, res := range out {
 		if res.Err == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sriov-dra/sriov-dra/pkg/checkpoint"
 	"github.com/sriov-dra/sriov-dra/pkg/host"
+	"github.com/sriov-dra/sriov-dra/pkg/metrics"
 	"github.com/sriov-dra/sriov-dra/pkg/nodestate"
 )
 
@@ -41,7 +42,7 @@ func (p *Executor) unprepare(ctx context.Context, claims []kubeletplugin.Namespa
 		}
 		if err := p.rollback(ctx, entry); err != nil {
 			klog.FromContext(ctx).Error(err, "Unprepare failed; the kubelet will retry", "claim", klog.KRef(entry.Namespace, entry.Name))
-			p.metrics.UnprepareErrors.WithLabelValues(reasonClaim).Inc()
+			p.metrics.UnprepareErrors.WithLabelValues(metrics.ReasonClaim).Inc()
 			out[c.UID] = err
 			continue
 		}
@@ -49,7 +50,7 @@ func (p *Executor) unprepare(ctx context.Context, claims []kubeletplugin.Namespa
 		out[c.UID] = nil
 	}
 	if err := p.state.Save(cp); err != nil {
-		return nil, failed(reasonCheckpoint, err)
+		return nil, failed(metrics.ReasonCheckpoint, err)
 	}
 	return out, nil
 }
@@ -108,7 +109,7 @@ func (p *Executor) logRollback(ctx context.Context, e checkpoint.Claim, err erro
 // nodestate.Store.Open). The caller releases the lock with unlock.
 func (p *Executor) lockState(ctx context.Context) (cp checkpoint.Data, unlock func(), err error) {
 	if cp, unlock, err = p.state.Open(ctx); err != nil {
-		return cp, nil, failed(reasonCheckpoint, err)
+		return cp, nil, failed(metrics.ReasonCheckpoint, err)
 	}
 	return cp, unlock, nil
 }
